@@ -1,0 +1,39 @@
+# smilebot: every command a user or CI needs. `make` alone prints this help.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install whenever the declared dependencies change.
+INSTALLED := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test lint format bench clean
+
+help: ## show this help
+	@echo "smilebot - the Smiling Bot v2. Targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(INSTALLED): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[device,dev]'
+	touch $@
+
+venv: $(INSTALLED) ## create .venv and install the device and dev dependencies
+
+test: $(INSTALLED) ## run the test suite (creates .venv first if needed)
+	$(BIN)/pytest
+
+lint: $(INSTALLED) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(INSTALLED) ## benchmark the detection core; figures also go to results/*.json
+	$(BIN)/smilebot-tools bench
+
+clean: ## remove the venv, caches and benchmark results
+	rm -rf $(VENV) results .pytest_cache .ruff_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
