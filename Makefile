@@ -5,9 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Re-install whenever the declared dependencies change.
 INSTALLED := $(VENV)/.installed
+# A Pi-like venv: Raspberry Pi OS Bookworm ships numpy 1.24.
+PI_VENV := .venv-pi
+PI_INSTALLED := $(PI_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format bench clean
+.PHONY: help venv test test-pi lint format bench clean
 
 help: ## show this help
 	@echo "smilebot - the Smiling Bot v2. Targets:"
@@ -23,6 +26,14 @@ venv: $(INSTALLED) ## create .venv and install the device and dev dependencies
 test: $(INSTALLED) ## run the test suite (creates .venv first if needed)
 	$(BIN)/pytest
 
+$(PI_INSTALLED): setup.cfg pyproject.toml
+	test -x $(PI_VENV)/bin/python || $(PYTHON) -m venv $(PI_VENV)
+	$(PI_VENV)/bin/python -m pip install --quiet 'numpy==1.24.4' -e '.[device,dev]'
+	touch $@
+
+test-pi: $(PI_INSTALLED) ## run the test suite on numpy 1.24, as on the Pi
+	$(PI_VENV)/bin/pytest
+
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,5 +46,5 @@ bench: $(INSTALLED) ## benchmark the detection core; figures also go to results/
 	$(BIN)/smilebot-tools bench
 
 clean: ## remove the venv, caches and benchmark results
-	rm -rf $(VENV) results .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(PI_VENV) results .pytest_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
