@@ -1,7 +1,5 @@
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pd = pytest.importorskip("pandas")
@@ -9,6 +7,7 @@ cv2 = pytest.importorskip("cv2")
 
 from smilebot_tools import datacard, datasets, kindle, manifest  # noqa: E402
 from smilebot_tools.kindle import KindleConfig  # noqa: E402
+from tests.fakes import OneFace  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -65,22 +64,6 @@ def test_split_keeps_groups_whole_and_follows_the_policy():
     val_backgrounds = sum(split_of[f"background:{i}.jpg"] == "val" for i in range(40))
     assert 2 <= val_backgrounds <= 16  # ~20% of 40
     assert out.equals(datasets.split(df, seed=0))
-
-
-@dataclass
-class OneFace:
-    """A stand-in teacher: one face in the middle of every image."""
-
-    tag: str
-    p: float = 0.9
-
-    def detect(self, rgb):
-        h, w = rgb.shape[:2]
-        box = np.array([0.4 * w, 0.3 * h, 0.6 * w, 0.6 * h], np.float32)
-        return [type("D", (), {"box": box, "raw_box": box, "score": 0.9})()]
-
-    def p_happy(self, rgb, boxes):
-        return np.full(len(boxes), self.p, np.float32)
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="needs the shared data pack")

@@ -47,6 +47,45 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kindle(args: argparse.Namespace) -> int:
+    from smilebot_tools import importers, kindle, manifest
+    from smilebot_tools.sheets import contact_sheet, manifest_tiles
+    from smilebot_tools.teachers import TeacherError
+
+    if not args.folder.is_dir():
+        print(f"smilebot-tools kindle: {args.folder}: no such folder", file=sys.stderr)
+        return 1
+    root = args.root or args.folder
+    config = kindle.KindleConfig(
+        blazeface=tuple(args.blazeface.split(",")), happy=args.happy, workers=args.workers
+    )
+    out = args.out
+    try:
+        imported = importers.image_folder(args.folder, root, source=args.source)
+        records = kindle.run(
+            imported.manifest["image"], root, out.with_suffix(".journal.jsonl"), config
+        )
+        rows, disagreements = kindle.to_manifest(records, imported.manifest, config)
+        manifest.save(rows, out)
+    except (TeacherError, importers.ImporterError, manifest.ManifestError, OSError) as err:
+        print(f"smilebot-tools kindle: {err}", file=sys.stderr)
+        return 1
+    disagreements.to_csv(out.with_suffix(".disagreements.csv"), index=False)
+    faces = rows[rows["face"].notna()]
+    tiles = manifest_tiles(rows, root)
+    sheet = contact_sheet(tiles[:400], out.with_suffix(".png")) if tiles else None
+    failed = [(image, r["error"]) for image, r in records.items() if "error" in r]
+    for path, reason in [(s.file, s.reason) for s in imported.skipped] + failed:
+        print(f"skipped {path}: {reason}")
+    print(
+        f"{len(faces)} faces in {rows['image'].nunique()} images; "
+        f"{len(disagreements)} boxes only one detector found"
+    )
+    print(f"smiles: {kindle.smile_agreement(records, config.happy)}")
+    print(f"wrote {out}" + (f" and {sheet}" if sheet else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smilebot-tools", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--workers", type=int, default=2, help="kindling processes [2]")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(run=_data)
+
+    k = commands.add_parser(
+        "kindle", help="label a folder of images with the teachers (two opinions each)"
+    )
+    k.add_argument("folder", type=Path, help="images to label (searched recursively)")
+    k.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    k.add_argument("--root", type=Path, help="manifest paths are relative to this [FOLDER]")
+    k.add_argument("--source", default="folder", help="the manifest's source name [folder]")
+    k.add_argument("--blazeface", default="short,full", help="BlazeFace models [short,full]")
+    k.add_argument("--happy", type=float, default=0.5, help="P(happy) threshold [0.5]")
+    k.add_argument("--workers", type=int, default=2, help="processes [2]")
+    k.set_defaults(run=_kindle)
 
     args = parser.parse_args(argv)
     if args.command == "bench":

@@ -19,7 +19,7 @@ import pandas as pd
 from smilebot_tools import manifest
 from smilebot_tools.datasets import BuildConfig, BuildResult
 from smilebot_tools.kindle import read_journal
-from smilebot_tools.sheets import Tile, contact_sheet
+from smilebot_tools.sheets import Tile, contact_sheet, manifest_tiles
 
 SHEET_FACES = 200  # tiles per contact sheet, sampled evenly
 
@@ -57,17 +57,8 @@ def write_sheets(result: BuildResult, data: Path) -> list[Path]:
             smile = int(fer > 0.5) if (fer > 0.5) == (facex > 0.5) else None
             caption = f"F{fer:.2f} X{facex:.2f}"
             kindled.append(Tile(data / image, tuple(face["box"]), smile, caption))
-    val = result.all[(result.all["split"] == "val") & result.all["face"].notna()]
-    rater = [
-        Tile(
-            data / row.image,
-            (row.x1, row.y1, row.x2, row.y2),
-            None if pd.isna(row.smile) else int(row.smile),
-            f"{row.x2 - row.x1:.0f}px {row.source}",
-            bool(row.ignore),
-        )
-        for row in val.itertuples()
-    ]
+    val = result.all[result.all["split"] == "val"]
+    rater = manifest_tiles(val, data)
     odd = [
         Tile(data / row.image, (row.x1, row.y1, row.x2, row.y2), None, row.teacher.split("@")[0])
         for row in result.disagreements.itertuples()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 GREEN, RED, GREY, BLUE = (40, 170, 40), (30, 30, 210), (150, 150, 150), (200, 120, 30)  # BGR
 
@@ -28,6 +29,21 @@ class Tile:
     smile: int | None
     caption: str
     ignore: bool = False
+
+
+def manifest_tiles(faces: pd.DataFrame, root: Path) -> list[Tile]:
+    """One tile per face row of a manifest (paths relative to ``root``), captioned
+    with the face width in pixels and the source."""
+    return [
+        Tile(
+            root / row.image,
+            (row.x1, row.y1, row.x2, row.y2),
+            None if pd.isna(row.smile) else int(row.smile),
+            f"{row.x2 - row.x1:.0f}px {row.source}",
+            bool(row.ignore),
+        )
+        for row in faces[faces["face"].notna()].itertuples()
+    ]
 
 
 def face_crop(bgr: np.ndarray, box: Sequence[float], tile: int, grow: float = 0.25) -> np.ndarray:

@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+
+from smilebot import cli as device_cli
+from smilebot.anchors import DEFAULT_SPEC
+
+
+def test_device_anchors_prints_the_arithmetic(tmp_path, capsys):
+    assert device_cli.main(["anchors"]) == 0
+    assert "total 1170" in capsys.readouterr().out
+    sidecar = tmp_path / "model.json"
+    sidecar.write_text(json.dumps({"anchors": DEFAULT_SPEC.to_dict() | {"input_width": 96}}))
+    assert device_cli.main(["anchors", "--spec", str(sidecar)]) == 0
+    assert "input 96 x 144" in capsys.readouterr().out
+
+
+def test_device_anchors_bad_spec_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"input_width": 10, "strides": [8]}')
+    assert device_cli.main(["anchors", "--spec", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.json" in err and "'strides'" in err
+
+
+def test_tools_bench_rejects_unknown_names(capsys):
+    tools_cli = pytest.importorskip("smilebot_tools.cli")
+    with pytest.raises(SystemExit) as exit_info:
+        tools_cli.main(["bench", "matchin"])
+    assert exit_info.value.code == 2 and "'matchin'" in capsys.readouterr().err
+
+
+def test_tools_kindle_writes_a_manifest(tmp_path, monkeypatch, capsys):
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("pandas")
+    from smilebot_tools import cli as tools_cli
+    from smilebot_tools import kindle, manifest
+    from tests.fakes import OneFace
+
+    fakes = {
+        "blazeface": [OneFace("bf@0")],
+        "mtcnn": OneFace("mt@0"),
+        "fer": OneFace("fer@0", 0.9),
+        "facex": OneFace("fx@0", 0.8),
+    }
+    monkeypatch.setattr(kindle, "_load_teachers", lambda config: kindle._TEACHERS.update(fakes))
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.jpg"), np.full((60, 80, 3), 100, np.uint8))
+    (images / "b.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "labels.csv"
+    assert tools_cli.main(["kindle", str(images), "--out", str(out), "--workers", "1"]) == 0
+    rows = manifest.load(out)
+    assert rows["image"].tolist() == ["a.jpg"] and rows["smile"].tolist() == [1]
+    assert "skipped" in capsys.readouterr().out and out.with_suffix(".png").exists()
+    assert tools_cli.main(["kindle", str(tmp_path / "nope"), "--out", str(out)]) == 1
