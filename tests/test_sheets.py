@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
+pytest.importorskip("pandas")
 
 from smilebot_tools.sheets import GREEN, GREY, RED, Tile, contact_sheet, face_crop  # noqa: E402
 
