@@ -74,6 +74,7 @@ def test_threshold_for_precision_and_ties():
     assert threshold_for_precision(labels, probs, 0.75) == (0.4, 1.0)
     assert threshold_for_precision(labels, probs, 0.9) == (0.9, pytest.approx(1 / 3))
     assert np.isnan(threshold_for_precision(np.array([0]), np.array([0.5]), 0.9)[0])
+    assert np.isnan(threshold_for_precision(np.zeros(0, int), np.zeros(0), 0.9)[0])
 
 
 def test_roc_auc_hand_computed():

@@ -155,6 +155,8 @@ def smile_metrics(
 def threshold_for_precision(labels: np.ndarray, probs: np.ndarray, target: float) -> tuple:
     """(threshold, recall) of the lowest threshold whose predictions (prob >= threshold)
     have precision >= ``target``, i.e. the most recall at that precision; (nan, 0.0) if none."""
+    if len(probs) == 0:
+        return float("nan"), 0.0
     order = np.argsort(-probs, kind="stable")
     sorted_probs = probs[order]
     tp = np.cumsum(labels[order] == 1)
