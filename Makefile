@@ -13,7 +13,7 @@ PI_VENV := .venv-pi
 PI_INSTALLED := $(PI_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-pi lint format bench data clean
+.PHONY: help venv test test-pi lint format bench data train convert ablation clean
 
 help: ## show this help
 	@echo "smilebot - the Smiling Bot v2. Targets:"
@@ -51,6 +51,17 @@ bench: $(INSTALLED) ## benchmark the detection core; figures also go to results/
 
 data: $(INSTALLED) ## build the starter dataset into data/ (manifests, sheets, DATA_CARD.md)
 	$(BIN)/smilebot-tools data
+
+train: $(INSTALLED) ## train the SSD on data/manifests into runs/smilebot (~20-30 min on 2 cores)
+	$(BIN)/smilebot-tools train
+
+convert: $(INSTALLED) ## int8 models/smilebot.tflite + sidecar from runs/smilebot, with parity
+	$(BIN)/smilebot-tools convert
+
+ablation: $(INSTALLED) ## train alpha_extra 0 and 9 next to the default run (1) and compare
+	$(BIN)/smilebot-tools train --out runs/alpha0 --alpha-extra 0
+	$(BIN)/smilebot-tools train --out runs/alpha9 --alpha-extra 9
+	$(BIN)/smilebot-tools ablation runs/alpha0 runs/smilebot runs/alpha9
 
 clean: ## remove the venv, caches and benchmark results
 	rm -rf $(VENV) $(PI_VENV) results .pytest_cache .ruff_cache *.egg-info

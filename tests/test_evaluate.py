@@ -55,6 +55,8 @@ def test_face_metrics_and_top_iou():
     assert m["mean_top_iou"] == pytest.approx(0.5) and m["faces_seen"] == 1
     assert m["recall"] == 0.5 and m["fp_per_image"] == 2 and m["faces"] == 2
     assert m["ap50"] == pytest.approx(0.5)  # one hit at rank 1, recall 1/2 reached at precision 1
+    # At the operating threshold 0.5 the 0.3 box is dropped: one hit and one duplicate left.
+    assert (m["recall_at_threshold"], m["fp_per_image_at_threshold"]) == (0.5, 1.0)
 
 
 def test_smile_pairs_and_metrics():

@@ -4,8 +4,9 @@ These machines are shared and noisy, so every speed target is a ratio of two
 timings taken side by side (vectorized vs v1's naive loop), or a median of many
 repeats. Correctness is checked in the same run: a fast wrong answer fails.
 
-Not the job of this module: storing figures (results.py) or model latency (a later
-benchmark, once there is a model).
+The ``model`` benchmark times the shipped ``models/smilebot.tflite`` stage by stage.
+
+Not the job of this module: storing figures (results.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -97,7 +99,49 @@ def bench_preprocess(rng: np.random.Generator, repeats: int = 50) -> list[dict]:
     return figures
 
 
-BENCHMARKS = {"matching": bench_matching, "nms": bench_nms, "preprocess": bench_preprocess}
+MODEL = Path(__file__).resolve().parents[1] / "models" / "smilebot.tflite"
+
+
+def bench_model(rng: np.random.Generator, threads: tuple[int, ...] = (1, 2, 4)) -> list[dict]:
+    """The shipped model on 640x480 frames (Grace Hopper's public-domain portrait, shifted
+    and scaled): per-stage median milliseconds at 1, 2 and 4 threads."""
+    if not MODEL.exists():
+        print(f"  no {MODEL}: run `make convert` first; skipped")
+        return []
+    from smilebot_tools.modelcard import latency  # needs the runtime and OpenCV
+
+    frames = _portrait_frames(rng, 8)
+    figures = []
+    for n in threads:
+        for stage, ms in latency(MODEL, frames, threads=n).items():
+            figures.append({"name": f"model.{stage}.{n}_threads", "value": ms, "unit": "ms"})
+    return figures
+
+
+def _portrait_frames(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """``n`` 640x480 BGR frames with the portrait at random scales and positions."""
+    import cv2
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        portrait = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    frames = []
+    for _ in range(n):
+        frame = np.full((480, 640, 3), int(rng.integers(40, 200)), np.uint8)
+        side = int(rng.integers(160, 480))
+        face = cv2.resize(portrait, (side * portrait.shape[1] // portrait.shape[0], side))
+        x = int(rng.integers(0, max(1, 640 - face.shape[1])))
+        frame[480 - side :, x : x + face.shape[1]] = face[:, : 640 - x]
+        frames.append(frame)
+    return frames
+
+
+BENCHMARKS = {
+    "matching": bench_matching,
+    "nms": bench_nms,
+    "preprocess": bench_preprocess,
+    "model": bench_model,
+}
 
 
 def run(names: list[str], seed: int = 0) -> list[dict]:

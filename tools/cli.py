@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from dataclasses import replace
@@ -86,6 +87,59 @@ def _kindle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from smilebot_tools import train
+    from smilebot_tools.manifest import ManifestError
+    from smilebot_tools.model import ModelConfig
+
+    config = train.TrainConfig(
+        data=str(args.data),
+        train_manifest=str(args.data / "manifests" / "train.csv"),
+        val_manifest=str(args.data / "manifests" / "val.csv"),
+        model=ModelConfig(backbone=args.backbone, width=args.width),
+        batch_size=args.batch_size,
+        face_steps=args.face_steps,
+        joint_steps=args.joint_steps,
+        seed=args.seed,
+    )
+    if args.alpha_extra is not None:
+        config = replace(config, loss=replace(config.loss, alpha_extra=args.alpha_extra))
+    try:
+        figures = train.train(config, args.out)
+    except (ValueError, ManifestError, OSError) as err:
+        print(f"smilebot-tools train: {err}", file=sys.stderr)
+        return 1
+    print(f"validation: {json.dumps(figures)}")
+    print(f"wrote {args.out / 'model.weights.h5'}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from smilebot_tools import convert
+
+    try:
+        sidecar = convert.convert(args.run, args.out, args.calibration)
+    except (ValueError, OSError) as err:
+        print(f"smilebot-tools convert: {err}", file=sys.stderr)
+        return 1
+    metrics = sidecar["metrics"]
+    print(f"wrote {args.out} ({metrics['size_bytes']} bytes) and {args.out.with_suffix('.json')}")
+    print(f"parity float -> int8: {json.dumps(metrics['parity'])}")
+    print(f"int8 on val: {json.dumps(metrics['val_int8'])}")
+    return 0 if metrics["parity"]["ok"] else 3
+
+
+def _ablation(args: argparse.Namespace) -> int:
+    from smilebot_tools.ablation import table
+
+    missing = [run for run in args.runs if not (run / "history.json").exists()]
+    if missing:
+        print(f"smilebot-tools ablation: {missing[0]}: no history.json", file=sys.stderr)
+        return 1
+    print(table(args.runs))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smilebot-tools", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--results", type=Path, default=Path("results"), help="folder for the JSON")
     b.add_argument("--seed", type=int, default=0)
-    b.set_defaults(run=_bench)
+    b.set_defaults(handler=_bench)
 
     d = commands.add_parser(
         "data", help="rebuild the starter data, kindle labels, synthesise, write manifests"
@@ -116,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--frame-step", type=int, default=5, help="keep every n-th frame [5]")
     d.add_argument("--workers", type=int, default=2, help="kindling processes [2]")
     d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(run=_data)
+    d.set_defaults(handler=_data)
 
     k = commands.add_parser(
         "kindle", help="label a folder of images with the teachers (two opinions each)"
@@ -128,7 +182,29 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--blazeface", default="short,full", help="BlazeFace models [short,full]")
     k.add_argument("--happy", type=float, default=0.5, help="P(happy) threshold [0.5]")
     k.add_argument("--workers", type=int, default=2, help="processes [2]")
-    k.set_defaults(run=_kindle)
+    k.set_defaults(handler=_kindle)
+
+    t = commands.add_parser("train", help="train the face + smile SSD on data/manifests")
+    t.add_argument("--data", type=Path, default=Path("data"), help="made by `make data` [data]")
+    t.add_argument("--out", type=Path, default=Path("runs/smilebot"), help="run folder")
+    t.add_argument("--backbone", choices=("mobile", "alexnet"), default="mobile")
+    t.add_argument("--width", type=float, default=1.0, help="channel multiplier [1.0]")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--face-steps", type=int, default=1000, help="stage 1, faces only [1000]")
+    t.add_argument("--joint-steps", type=int, default=1500, help="stage 2, with smiles [1500]")
+    t.add_argument("--alpha-extra", type=float, help="confidence-gated box weight [1.0]")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(handler=_train)
+
+    c = commands.add_parser("convert", help="a trained run -> int8 .tflite + sidecar + parity")
+    c.add_argument("--run", type=Path, default=Path("runs/smilebot"), help="run folder")
+    c.add_argument("--out", type=Path, default=Path("models/smilebot.tflite"))
+    c.add_argument("--calibration", type=int, default=300, help="calibration images [300]")
+    c.set_defaults(handler=_convert)
+
+    a = commands.add_parser("ablation", help="compare training runs (alpha_extra ablation)")
+    a.add_argument("runs", type=Path, nargs="+", help="run folders")
+    a.set_defaults(handler=_ablation)
 
     args = parser.parse_args(argv)
     if args.command == "bench":
@@ -138,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"unknown benchmark {unknown[0]!r}; choose from {', '.join(bench.BENCHMARKS)}"
             )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,14 @@ def average_precision(hits: np.ndarray, scores: np.ndarray, num_faces: int) -> f
     return float(np.sum(steps * envelope[:-1]))
 
 
-def face_metrics(truths: list[Truth], founds: list[Found], iou_threshold: float = 0.5) -> dict:
-    """AP at ``iou_threshold``, AP@[.5:.95], recall, false positives per image, mean_top_iou."""
+def face_metrics(
+    truths: list[Truth],
+    founds: list[Found],
+    iou_threshold: float = 0.5,
+    operating_threshold: float = 0.5,
+) -> dict:
+    """AP at ``iou_threshold``, AP@[.5:.95], recall and false positives per image (over all
+    detections, and over those scoring >= ``operating_threshold``), mean_top_iou."""
     num_faces = sum(int((~t.ignore).sum()) for t in truths)
     scores = np.concatenate([f.scores for f in founds]) if founds else np.zeros(0)
 
@@ -90,6 +96,7 @@ def face_metrics(truths: list[Truth], founds: list[Found], iou_threshold: float 
         return flat[counted] >= 0, scores[counted]
 
     hits, counted_scores = hits_at(iou_threshold)
+    kept = counted_scores >= operating_threshold
     ap_range = [average_precision(*hits_at(t), num_faces) for t in np.arange(0.5, 0.96, 0.05)]
     top_ious = [iou for t, f in zip(truths, founds, strict=True) for iou in _top_ious(t, f)]
     return {
@@ -99,6 +106,9 @@ def face_metrics(truths: list[Truth], founds: list[Found], iou_threshold: float 
         "ap50_95": float(np.mean(ap_range)),
         "recall": float(hits.sum() / num_faces) if num_faces else float("nan"),
         "fp_per_image": float((~hits).sum() / max(1, len(truths))),
+        "operating_threshold": operating_threshold,
+        "recall_at_threshold": float(hits[kept].sum() / num_faces) if num_faces else float("nan"),
+        "fp_per_image_at_threshold": float((~hits[kept]).sum() / max(1, len(truths))),
         "mean_top_iou": float(np.mean(top_ious)) if top_ious else float("nan"),
         "faces_seen": len(top_ious),
     }

@@ -1,0 +1,230 @@
+"""``make convert``: a trained run -> the shipped int8 TFLite model, its sidecar and parity.
+
+Full-integer quantization with uint8 input (the bytes ``preprocess()`` returns) and uint8
+outputs, calibrated on training images made by the same ``preprocess()`` the device runs
+(no augmentation). The sidecar (schema in ``smilebot.detector``) records the tensors'
+quantization, the anchor spec, the box coder, thresholds, the training config, the sha256
+of the data manifests, package versions and metrics. The smile threshold is the lowest
+one that reaches the target precision on the validation set (else 0.5).
+
+Parity: the float model and the int8 model are scored on the same validation images with
+the same post-processing; face AP@0.5 and smile accuracy may each drop by at most
+``MAX_DROP`` (1 point).
+
+Not the job of this module: training (train.py), the device runtime (smilebot.detector).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
+
+from smilebot.box_coder import BoxCoder
+from smilebot.detector import LABELS, Detector, Thresholds
+from smilebot.runtime import load_interpreter
+from smilebot_tools import manifest, modelcard, pipeline
+from smilebot_tools.evaluate import (
+    face_metrics,
+    smile_metrics,
+    smile_pairs,
+    threshold_for_precision,
+)
+from smilebot_tools.model import ModelConfig, build_model, export_model
+from smilebot_tools.predict import FloatDetector, truths_and_founds
+from smilebot_tools.train import COMMANDS
+
+log = logging.getLogger(__name__)
+
+MAX_DROP = 0.01  # allowed float -> int8 drop of face AP@0.5 and of smile accuracy
+TARGET_PRECISION = 0.9  # the smile threshold is chosen to reach this on validation
+FACE_THRESHOLD = 0.5
+NMS_IOU = 0.45
+CAMERA = (640, 480)  # frame size for the latency figures
+PACKAGES = ("tensorflow-cpu", "keras", "numpy", "ai-edge-litert", "opencv-python-headless")
+
+
+def convert(run: Path, out: Path, calibration: int = 300) -> dict:
+    """Convert the run in ``run`` to ``out`` (``.tflite`` + ``.json``); returns the sidecar."""
+    config = json.loads((run / "config.json").read_text())
+    model_config = ModelConfig.from_dict(config["model"])
+    model = build_model(model_config)
+    model.load_weights(run / "model.weights.h5")
+    root = Path(config["data"])
+    calibrate = pipeline.records_from_manifest(manifest.load(config["train_manifest"]), root)
+    val = pipeline.records_from_manifest(manifest.load(config["val_manifest"]), root)
+
+    tflite = quantize(export_model(model, model_config), calibrate, model_config, calibration)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(out, tflite)
+    float_detector = FloatDetector(model, model_config, BoxCoder())
+    float_found = truths_and_founds(float_detector, val)
+    sidecar = describe(out, model_config, Thresholds(FACE_THRESHOLD, 0.5, NMS_IOU))
+    _write(out.with_suffix(".json"), json.dumps(sidecar, indent=1).encode())
+
+    evaluated = Detector.load(out)
+    evaluated.sidecar = replace(evaluated.sidecar, thresholds=Thresholds(0.05, 0.5, NMS_IOU))
+    int8_found = truths_and_founds(evaluated, val)
+    chosen = threshold_for_precision(*smile_pairs(*int8_found), TARGET_PRECISION)[0]
+    smile_threshold = float(chosen) if np.isfinite(chosen) else 0.5
+    float_figures = _score(*float_found, smile_threshold)
+    int8_figures = _score(*int8_found, smile_threshold)
+    sidecar["thresholds"]["smile"] = smile_threshold
+    commands = run / COMMANDS
+    sidecar["training"] = {
+        "train_commands": commands.read_text().splitlines() if commands.exists() else [],
+        "convert_command": shlex.join(sys.argv),
+        "run": str(run),
+        "config": config,
+    }
+    sidecar["data"] = {
+        name: {"path": config[key], "sha256": _sha256(Path(config[key]).read_bytes())}
+        for name, key in (("train", "train_manifest"), ("val", "val_manifest"))
+    }
+    sidecar["versions"] = _versions()
+    frames = [_camera_frame(record.path) for record in val[:20]]
+    timing = modelcard.latency(out, frames)
+    sidecar["metrics"] = {
+        "val_float": float_figures,
+        "val_int8": int8_figures,
+        "parity": parity(float_figures, int8_figures),
+        "size_bytes": len(tflite),
+        "latency_ms_1_thread": timing,
+    }
+    _write(out.with_suffix(".json"), (json.dumps(sidecar, indent=1) + "\n").encode())
+    card = modelcard.card(sidecar, timing, CAMERA)
+    _write(out.with_name("MODEL_CARD.md"), card.encode())
+    return sidecar
+
+
+def _camera_frame(path: str) -> np.ndarray:
+    """An image as the bot's camera would give it: BGR, ``CAMERA`` pixels (stretched)."""
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise OSError(f"{path}: cannot read image")
+    return cv2.resize(bgr, CAMERA, interpolation=cv2.INTER_AREA)
+
+
+def quantize(exported, records: list, config: ModelConfig, calibration: int) -> bytes:
+    """Full-int8 TFLite bytes (uint8 in and out), calibrated on ``calibration`` records."""
+    chosen = np.random.default_rng(0).choice(len(records), min(calibration, len(records)), False)
+
+    def representative():
+        ramp = np.linspace(0, 255, config.input.width * config.input.height, dtype=np.float32)
+        shape = (1, config.input.height, config.input.width, config.input.channels)
+        yield [np.resize(ramp, shape)]  # the whole 0..255 range: input scale 1, zero point 0
+        for index in chosen:
+            example = pipeline.load_example(records[index], None, None, config.input)
+            yield [example["image"][np.newaxis].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(exported)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    return converter.convert()
+
+
+def describe(path: Path, config: ModelConfig, thresholds: Thresholds) -> dict:
+    """The sidecar of the model at ``path`` (schema: ``smilebot.detector``), from its tensors."""
+    interpreter, _ = load_interpreter(path)
+    (inp,) = interpreter.get_input_details()
+    outputs = {}
+    for key in interpreter.get_signature_list():
+        outputs.update(interpreter.get_signature_runner(key).get_output_details())
+    return {
+        "format": 1,
+        "model": path.name,
+        "sha256": _sha256(path.read_bytes()),
+        "input": {
+            "width": config.input.width,
+            "height": config.input.height,
+            "channels": config.input.channels,
+            **_quantization(inp),
+        },
+        "outputs": {
+            name: {
+                "index_name": name,
+                "shape": [int(n) for n in outputs[name]["shape"]],
+                **_quantization(outputs[name]),
+            }
+            for name in ("scores", "boxes")
+        },
+        "anchors": config.anchors.to_dict(),
+        "box_coder": BoxCoder().to_dict(),
+        "labels": list(LABELS),
+        "thresholds": {
+            "face": thresholds.face,
+            "smile": thresholds.smile,
+            "nms_iou": thresholds.nms_iou,
+        },
+        "nms": {"method": "greedy"},
+        "training": {},
+        "data": {},
+        "versions": {},
+        "metrics": {},
+    }
+
+
+def parity(float_figures: dict, int8_figures: dict) -> dict:
+    """Drops of face AP@0.5 and smile accuracy from float to int8, and whether they pass."""
+    drops = {
+        "ap50_drop": float_figures["faces"]["ap50"] - int8_figures["faces"]["ap50"],
+        "smile_accuracy_drop": float_figures["smile_accuracy"] - int8_figures["smile_accuracy"],
+    }
+    drops["ok"] = all(v <= MAX_DROP for v in drops.values())
+    return drops
+
+
+def _score(truths: list, founds: list, smile_threshold: float) -> dict:
+    """Face figures (and at the face threshold) and smile figures at ``smile_threshold``."""
+    labels, probs = smile_pairs(truths, founds)
+    accuracy = float(np.mean((probs >= smile_threshold) == (labels == 1))) if len(labels) else 0.0
+    return {
+        "faces": face_metrics(truths, founds, operating_threshold=FACE_THRESHOLD),
+        "smiles": smile_metrics(labels, probs, smile_threshold, TARGET_PRECISION),
+        "smile_accuracy": accuracy,
+    }
+
+
+def _quantization(detail: dict) -> dict:
+    scale, zero_point = detail["quantization"]
+    return {
+        "dtype": np.dtype(detail["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
+
+
+def _versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for package in (*PACKAGES, "smilebot"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
