@@ -4,8 +4,9 @@ Full-integer quantization with uint8 input (the bytes ``preprocess()`` returns) 
 outputs, calibrated on training images made by the same ``preprocess()`` the device runs
 (no augmentation). The sidecar (schema in ``smilebot.detector``) records the tensors'
 quantization, the anchor spec, the box coder, thresholds, the training config, the sha256
-of the data manifests, package versions and metrics. The smile threshold is the lowest
-one that reaches the target precision on the validation set (else 0.5).
+of the data manifests, package versions and metrics. The face threshold is the one with
+the best F1 of detections on the validation set; the smile threshold is the lowest one
+that reaches the target precision there (else 0.5).
 
 Parity: the float model and the int8 model are scored on the same validation images with
 the same post-processing; face AP@0.5 and smile accuracy may each drop by at most
@@ -78,10 +79,12 @@ def convert(run: Path, out: Path, calibration: int = 300) -> dict:
     evaluated = Detector.load(out)
     evaluated.sidecar = replace(evaluated.sidecar, thresholds=Thresholds(0.05, 0.5, NMS_IOU))
     int8_found = truths_and_founds(evaluated, val)
+    face_threshold = best_face_threshold(*int8_found)
     chosen = threshold_for_precision(*smile_pairs(*int8_found), TARGET_PRECISION)[0]
     smile_threshold = float(chosen) if np.isfinite(chosen) else 0.5
-    float_figures = _score(*float_found, smile_threshold)
-    int8_figures = _score(*int8_found, smile_threshold)
+    float_figures = _score(*float_found, face_threshold, smile_threshold)
+    int8_figures = _score(*int8_found, face_threshold, smile_threshold)
+    sidecar["thresholds"]["face"] = face_threshold
     sidecar["thresholds"]["smile"] = smile_threshold
     commands = run / COMMANDS
     sidecar["training"] = {
@@ -190,12 +193,25 @@ def parity(float_figures: dict, int8_figures: dict) -> dict:
     return drops
 
 
-def _score(truths: list, founds: list, smile_threshold: float) -> dict:
-    """Face figures (and at the face threshold) and smile figures at ``smile_threshold``."""
+def best_face_threshold(truths: list, founds: list) -> float:
+    """The face score threshold (0.1 .. 0.9 by 0.05) with the best F1 of detections."""
+    best, best_f1 = FACE_THRESHOLD, -1.0
+    for threshold in np.round(np.arange(0.1, 0.91, 0.05), 2):
+        m = face_metrics(truths, founds, operating_threshold=float(threshold))
+        hits = m["recall_at_threshold"] * m["faces"]
+        false = m["fp_per_image_at_threshold"] * len(truths)
+        f1 = 2 * hits / max(1e-9, m["faces"] + hits + false)
+        if f1 > best_f1:
+            best, best_f1 = float(threshold), f1
+    return best
+
+
+def _score(truths: list, founds: list, face_threshold: float, smile_threshold: float) -> dict:
+    """Face figures (overall and at ``face_threshold``), smile figures at ``smile_threshold``."""
     labels, probs = smile_pairs(truths, founds)
     accuracy = float(np.mean((probs >= smile_threshold) == (labels == 1))) if len(labels) else 0.0
     return {
-        "faces": face_metrics(truths, founds, operating_threshold=FACE_THRESHOLD),
+        "faces": face_metrics(truths, founds, operating_threshold=face_threshold),
         "smiles": smile_metrics(labels, probs, smile_threshold, TARGET_PRECISION),
         "smile_accuracy": accuracy,
     }

@@ -62,7 +62,8 @@ def card(sidecar: dict, timing: dict[str, float], frame_size: tuple[int, int]) -
         "probabilities) and `boxes` (SSD codes).",
         f"- File: `{sidecar['model']}`, {metrics['size_bytes']:,} bytes, sha256 "
         f"`{sidecar['sha256'][:16]}...`.",
-        f"- Thresholds: face {thresholds['face']}, smile {thresholds['smile']:.3f} (the lowest "
+        f"- Thresholds: face {thresholds['face']} (the best F1 of detections on validation), "
+        f"smile {thresholds['smile']:.3f} (the lowest "
         f"reaching precision {metrics['val_int8']['smiles']['target_precision']} on validation), "
         f"NMS IoU {thresholds['nms_iou']}.",
         f"- Made by: `{'`; `'.join(sidecar['training']['train_commands'])}`, then "
