@@ -294,6 +294,9 @@ def test_wait_timer_measures_time_in_next():
     timer = WaitTimer(slow())
     assert list(timer) == [0, 1, 2]
     assert timer.count == 3 and 0.03 <= timer.seconds < 0.5
+    with WaitTimer(slow()) as timer:
+        assert next(timer) == 0
+    assert list(timer) == [] and timer.count == 1  # closed: the iterator is dropped
 
 
 # --- cache -----------------------------------------------------------------------------

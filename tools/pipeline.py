@@ -457,7 +457,13 @@ def balance_report(
 
 class WaitTimer:
     """Wraps an iterable; ``seconds`` is the total time spent in ``next()`` (waiting for
-    input), ``count`` the items it returned."""
+    input), ``count`` the items it returned.
+
+    Also a context manager that drops the wrapped iterator on leaving: an iterator over
+    these datasets still alive when the interpreter exits can hang or abort the process
+    (its worker threads call into Python while it shuts down; TensorFlow issue #21277),
+    so ``with WaitTimer(dataset) as batches:`` is the safe way to consume one.
+    """
 
     def __init__(self, iterable: Iterable) -> None:
         self._iterator = iter(iterable)
@@ -475,6 +481,16 @@ class WaitTimer:
             self.seconds += time.perf_counter() - start
         self.count += 1
         return item
+
+    def __enter__(self) -> WaitTimer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the wrapped iterator (and the dataset's worker threads with it)."""
+        self._iterator = iter(())
 
 
 # --- on-disk cache ---------------------------------------------------------------------
