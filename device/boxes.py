@@ -65,6 +65,23 @@ def area(boxes: np.ndarray) -> np.ndarray:
     return np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)
 
 
+def pairwise_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection area of every box in ``a [..., N, 4]`` with every box in ``b [..., M, 4]``
+    -> ``[..., N, M]``, in the inputs' common float dtype; leading dimensions broadcast."""
+    a, b = _as_float(a), _as_float(b)
+    dtype = np.result_type(a, b)
+    ax1, ay1, ax2, ay2 = (_column(a, i, dtype)[..., :, None] for i in range(4))
+    bx1, by1, bx2, by2 = (_column(b, i, dtype)[..., None, :] for i in range(4))
+    inter = np.minimum(ax2, bx2)
+    inter -= np.maximum(ax1, bx1)
+    np.maximum(inter, 0, out=inter)
+    ih = np.minimum(ay2, by2)
+    ih -= np.maximum(ay1, by1)
+    np.maximum(ih, 0, out=ih)
+    inter *= ih
+    return inter
+
+
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in ``a [..., N, 4]`` with every box in ``b [..., M, 4]`` -> ``[..., N, M]``.
 
@@ -73,27 +90,18 @@ def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     float dtype; pairs whose union is empty have IoU 0.
     """
     a, b = _as_float(a), _as_float(b)
-    dtype = np.result_type(a, b)
-    ax1, ay1, ax2, ay2 = (
-        np.ascontiguousarray(a[..., i], dtype=dtype)[..., :, None] for i in range(4)
-    )
-    bx1, by1, bx2, by2 = (
-        np.ascontiguousarray(b[..., i], dtype=dtype)[..., None, :] for i in range(4)
-    )
-    inter = np.minimum(ax2, bx2)
-    inter -= np.maximum(ax1, bx1)
-    np.maximum(inter, 0, out=inter)
-    ih = np.minimum(ay2, by2)
-    ih -= np.maximum(ay1, by1)
-    np.maximum(ih, 0, out=ih)
-    inter *= ih
-    union = np.add(area(a)[..., :, None], area(b)[..., None, :], out=ih)
+    inter = pairwise_intersection(a, b)
+    union = area(a)[..., :, None] + area(b)[..., None, :]
     union -= inter
     # An empty union means two empty boxes (inter is 0 too): dividing by the smallest
     # normal number then gives 0 without a branch; no real union is that small.
-    np.maximum(union, np.finfo(dtype).tiny, out=union)
+    np.maximum(union, np.finfo(inter.dtype).tiny, out=union)
     inter /= union
     return inter
+
+
+def _column(boxes: np.ndarray, i: int, dtype: np.dtype) -> np.ndarray:
+    return np.ascontiguousarray(boxes[..., i], dtype=dtype)
 
 
 def _as_float(boxes: np.ndarray) -> np.ndarray:

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from smilebot.boxes import area, clip, convert, from_pixels, pairwise_iou, to_pixels
+from smilebot.boxes import (
+    area,
+    clip,
+    convert,
+    from_pixels,
+    pairwise_intersection,
+    pairwise_iou,
+    to_pixels,
+)
 
 
 def test_iou_hand_computed():
@@ -61,3 +69,9 @@ def test_bad_shape_and_format():
         pairwise_iou(np.zeros((2, 3)), np.zeros((1, 4)))
     with pytest.raises(ValueError, match="xyhw"):
         convert(np.zeros((1, 4)), "xyhw", "xyxy")
+
+
+def test_intersection_hand_computed():
+    a = np.array([[0, 0, 2, 2]], np.float32)
+    b = np.array([[1, 1, 3, 3], [0.5, -1, 1.5, 0.5], [3, 3, 4, 4]], np.float32)
+    assert pairwise_intersection(a, b).tolist() == [[1.0, 0.5, 0.0]]

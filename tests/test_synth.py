@@ -6,7 +6,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from smilebot.boxes import pairwise_iou  # noqa: E402
+from smilebot.boxes import area, pairwise_intersection, pairwise_iou  # noqa: E402
 from smilebot_tools.synth import (  # noqa: E402
     FACES24_BOX,
     FaceCrop,
@@ -256,3 +256,30 @@ def test_real_faces24_on_a_real_background():
             (cx, cy), (qw, qh) = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 4
             centre = np.s_[round(cy - qh) : round(cy + qh), round(cx - qw) : round(cx + qw)]
             assert np.abs(scene.image[centre].astype(int) - bare[centre]).mean() > 8
+
+
+def test_a_later_crop_never_hides_an_earlier_face():
+    # An 80x80 crop whose face is only its middle 20x20: wide margins that could cover
+    # faces pasted before it. Rebuild each crop's rectangle from its face box.
+    pixels = np.zeros((80, 80, 3), np.uint8)
+    pixels[:] = GREEN
+    pixels[30:50, 30:50] = RED
+    crop = FaceCrop(pixels, (30.0, 30.0, 50.0, 50.0))
+    config = replace(PLAIN, min_face_width=0.08, max_face_width=0.3)
+
+    def worst_cover(max_cover: float) -> float:
+        worst = 0.0
+        for seed in range(20):
+            scene = compose(blue_background(), [crop] * 6, np.random.default_rng(seed),
+                            replace(config, max_cover=max_cover))  # fmt: skip
+            scale = (scene.boxes[:, 2] - scene.boxes[:, 0]) / 20
+            left_top = scene.boxes[:, :2] - 30 * scale[:, None]
+            rects = np.concatenate([left_top, left_top + 80 * scale[:, None]], axis=1)
+            for later in range(1, len(rects)):
+                earlier = scene.boxes[:later]
+                cover = pairwise_intersection(rects[later : later + 1], earlier)[0]
+                worst = max(worst, float((cover / area(earlier)).max()))
+        return worst
+
+    assert worst_cover(0.05) <= 0.05 + 1e-3
+    assert worst_cover(1.0) > 0.2  # without the rule, crops do land on earlier faces

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smilebot.boxes import pairwise_iou
+from smilebot.boxes import area, pairwise_intersection, pairwise_iou
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +91,11 @@ class SynthConfig:
     width, height: output size in pixels [640 x 480]. min_faces, max_faces: faces drawn
     per scene by :func:`make_scenes` [1..6]. min_face_width: smallest face box width as a
     fraction of the image width [1/16]; max_face_width: largest, as a fraction of the image
-    HEIGHT [0.7]. max_iou: largest IoU allowed between face boxes [0.0: none overlap; the
-    crops' feathered margins may]. tries: placements tried per face before it is dropped
-    [30]. feather: fraction of the crop half-size over which the mask fades [0.15].
+    HEIGHT [0.7]. max_iou: largest IoU allowed between face boxes [0.0: none overlap].
+    max_cover: largest fraction of an earlier face box that a later crop (its whole
+    rectangle, margins included) may cover, since it is pasted on top [0.05]. tries:
+    placements tried per face before it is dropped [30]. feather: fraction of the crop
+    half-size over which the mask fades [0.15].
     match: range of the random fraction by which the crop's luma mean and std move toward
     the background's under it [0.2..0.8]. tint: largest warm cast given to gray crops,
     gains (1+t, 1, 1-t) with t uniform in [-tint/3, tint] [0.12]. flip: probability of a
@@ -109,6 +111,7 @@ class SynthConfig:
     min_face_width: float = 1 / 16
     max_face_width: float = 0.7
     max_iou: float = 0.0
+    max_cover: float = 0.05
     tries: int = 30
     feather: float = 0.15
     match: tuple[float, float] = (0.2, 0.8)
@@ -126,6 +129,7 @@ class SynthConfig:
             < self.min_face_width * self.width
             <= self.max_face_width * self.height,
             "max_iou": 0 <= self.max_iou < 1,
+            "max_cover": 0 <= self.max_cover <= 1,
             "tries": self.tries >= 1,
             "feather": 0 < self.feather <= 1,
             "match": 0 <= self.match[0] <= self.match[1] <= 1,
@@ -257,6 +261,11 @@ def _place(shape, box, taken, rng, config):
         placed = b + np.array([ox, oy, ox, oy])
         if len(taken) and pairwise_iou(placed[None], taken).max() > config.max_iou:
             continue
+        crop = np.array([[ox, oy, ox + pw, oy + ph]], np.float64)
+        if len(taken) and (pairwise_intersection(crop, taken)[0] / area(taken)).max() > (
+            config.max_cover
+        ):
+            continue  # the new crop, pasted on top, would hide part of an earlier face
         return (pw, ph), (ox, oy), placed
     return None
 

@@ -131,10 +131,9 @@ def train(config: TrainConfig, out: Path) -> dict:
     }
     writer = tf.summary.create_file_writer(str(out / "logs"))
     history = _read_json(out / "history.json", [])
-    batches = pipeline.WaitTimer(dataset)
     started, compute, trained = time.perf_counter(), 0.0, 0
     progress = tqdm(total=config.steps, initial=int(step), desc="train", unit="step")
-    with writer.as_default():
+    with writer.as_default(), pipeline.WaitTimer(dataset) as batches:
         for images, targets in batches:
             if int(step) >= config.steps:
                 break
