@@ -10,7 +10,6 @@ from smilebot.box_coder import BoxCoder  # noqa: E402
 from smilebot.matching import BETWEEN_THRESHOLDS, match  # noqa: E402
 from smilebot_tools.features import (  # noqa: E402
     TARGET_KEYS,
-    TargetEncoder,
     match_tf,
     targets_numpy,
     targets_tf,
@@ -146,7 +145,14 @@ def test_runs_in_dataset_map_with_pure_graph_ops():
     images = rng.integers(0, 256, (6, 16, 32, 1), dtype=np.uint8)
     data = {"image": images, "gt_boxes": boxes, "gt_valid": valid}
     data |= {"gt_smile": smile, "gt_ignore": ignore}
-    encoder = TargetEncoder(TINY_ANCHORS, BoxCoder(), high=0.5, low=0.3)
+
+    def encoder(batch):
+        targets = targets_tf(
+            batch["gt_boxes"], batch["gt_valid"], batch["gt_smile"], batch["gt_ignore"],
+            TINY_ANCHORS, BoxCoder(), high=0.5, low=0.3,
+        )  # fmt: skip
+        return batch["image"], targets
+
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(4).map(encoder)
     seen = 0
     for image, targets in dataset:
@@ -168,4 +174,4 @@ def test_runs_in_dataset_map_with_pure_graph_ops():
 
 def test_bad_thresholds():
     with pytest.raises(ValueError, match=r"low=0\.6, high=0\.5"):
-        TargetEncoder(TINY_ANCHORS, high=0.5, low=0.6)
+        targets_tf(*random_batch(np.random.default_rng(0), 1, 1), TINY_ANCHORS, high=0.5, low=0.6)

@@ -193,38 +193,6 @@ def encode_tf(
     return tf.concat([txy, twh], axis=-1)
 
 
-class TargetEncoder:
-    """Maps a batch dict to ``(image, targets)``; use with ``Dataset.map`` after batching.
-
-    The batch holds ``image`` (passed through) and ``gt_boxes``, ``gt_valid``, ``gt_smile``,
-    ``gt_ignore`` as for :func:`targets_tf`; anchors ``float32[A, 4]``.
-    """
-
-    def __init__(
-        self,
-        anchors: np.ndarray,
-        coder: BoxCoder = DEFAULT_CODER,
-        high: float = 0.5,
-        low: float = 0.4,
-    ) -> None:
-        _check_thresholds(high, low)
-        self.anchors = np.asarray(anchors, dtype=np.float32)
-        self.coder, self.high, self.low = coder, high, low
-
-    def __call__(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        targets = targets_tf(
-            batch["gt_boxes"],
-            batch["gt_valid"],
-            batch["gt_smile"],
-            batch["gt_ignore"],
-            self.anchors,
-            self.coder,
-            high=self.high,
-            low=self.low,
-        )
-        return batch["image"], targets
-
-
 def _check_thresholds(high: float, low: float) -> None:
     """The same rule as match(), checked while tracing rather than at run time."""
     if not 0 <= low <= high <= 1 or high == 0:
