@@ -1,6 +1,11 @@
-"""Stand-ins for the teacher models, for tests that must not load TensorFlow."""
+"""Shared test helpers: stand-ins for the teacher models (so tests need not load
+TensorFlow) and tiny package archives."""
 
+import io
+import tarfile
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -19,3 +24,35 @@ class OneFace:
 
     def p_happy(self, rgb, boxes):
         return np.full(len(boxes), self.p, np.float32)
+
+
+def use_stand_in_teachers(monkeypatch, p_fer: float, p_facex: float) -> dict:
+    """Make kindling load :class:`OneFace` teachers with the given P(happy); returns them."""
+    from smilebot_tools import kindle
+
+    fakes = {
+        "blazeface": [OneFace("bf@0")],
+        "mtcnn": OneFace("mt@0"),
+        "fer": OneFace("fer@0", p_fer),
+        "facex": OneFace("fx@0", p_facex),
+    }
+    monkeypatch.setattr(kindle, "_load_teachers", lambda config: kindle._TEACHERS.update(fakes))
+    return fakes
+
+
+def write_tgz(path: Path, members: dict[str, bytes]) -> Path:
+    """A .tar.gz (an sdist or npm tarball) holding ``members`` (name -> bytes)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_zip(path: Path, members: dict[str, bytes]) -> Path:
+    """A .zip (a wheel) holding ``members`` (name -> bytes)."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path

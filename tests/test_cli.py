@@ -35,16 +35,10 @@ def test_tools_kindle_writes_a_manifest(tmp_path, monkeypatch, capsys):
     cv2 = pytest.importorskip("cv2")
     pytest.importorskip("pandas")
     from smilebot_tools import cli as tools_cli
-    from smilebot_tools import kindle, manifest
-    from tests.fakes import OneFace
+    from smilebot_tools import manifest
+    from tests.fakes import use_stand_in_teachers
 
-    fakes = {
-        "blazeface": [OneFace("bf@0")],
-        "mtcnn": OneFace("mt@0"),
-        "fer": OneFace("fer@0", 0.9),
-        "facex": OneFace("fx@0", 0.8),
-    }
-    monkeypatch.setattr(kindle, "_load_teachers", lambda config: kindle._TEACHERS.update(fakes))
+    use_stand_in_teachers(monkeypatch, p_fer=0.9, p_facex=0.8)
     images = tmp_path / "images"
     images.mkdir()
     cv2.imwrite(str(images / "a.jpg"), np.full((60, 80, 3), 100, np.uint8))

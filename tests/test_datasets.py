@@ -5,9 +5,9 @@ import pytest
 pd = pytest.importorskip("pandas")
 cv2 = pytest.importorskip("cv2")
 
-from smilebot_tools import datacard, datasets, kindle, manifest  # noqa: E402
+from smilebot_tools import datacard, datasets, manifest  # noqa: E402
 from smilebot_tools.kindle import KindleConfig  # noqa: E402
-from tests.fakes import OneFace  # noqa: E402
+from tests.fakes import use_stand_in_teachers  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -68,13 +68,7 @@ def test_split_keeps_groups_whole_and_follows_the_policy():
 
 @pytest.mark.skipif(not SHARED.exists(), reason="needs the shared data pack")
 def test_build_end_to_end_with_stand_in_teachers(tmp_path, monkeypatch):
-    fakes = {
-        "blazeface": [OneFace("bf@0")],
-        "mtcnn": OneFace("mt@0"),
-        "fer": OneFace("fer@0", 0.9),
-        "facex": OneFace("fx@0", 0.2),
-    }
-    monkeypatch.setattr(kindle, "_load_teachers", lambda config: kindle._TEACHERS.update(fakes))
+    use_stand_in_teachers(monkeypatch, p_fer=0.9, p_facex=0.2)
     config = datasets.BuildConfig(frame_step=50, synth_scenes=6, kindle=KindleConfig(workers=1))
     result = datasets.build(tmp_path, SHARED, config)
     df = result.all

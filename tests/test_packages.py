@@ -6,39 +6,21 @@ How rebuild reports these errors (with the fix advice) is tested in test_starter
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import shutil
 import subprocess
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from smilebot_tools import packages
 from smilebot_tools.packages import Archive, PackageError
+from tests.fakes import write_tgz, write_zip
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _tgz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def _zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return path
 
 
 def _fake_tool(folder: Path, name: str, script: str) -> None:
@@ -104,13 +86,13 @@ def test_check_download_names_both_hashes(tmp_path: Path) -> None:
     )
 
 
-def test_read_members_of_tar_and_zip(tmp_path: Path) -> None:
-    tgz = _tgz(tmp_path / "a.tgz", {"./package/a.txt": b"A", "package/b.txt": b"B"})
+def test_read_members_of_tar_andwrite_zip(tmp_path: Path) -> None:
+    tgz = write_tgz(tmp_path / "a.tgz", {"./package/a.txt": b"A", "package/b.txt": b"B"})
     assert packages.read_members(tgz, "npm", ["package/a.txt", "./package/b.txt"]) == {
         "package/a.txt": b"A",
         "package/b.txt": b"B",
     }
-    whl = _zip(tmp_path / "w-1.0-py3-none-any.whl", {"w/data/c.txt": b"C"})
+    whl = write_zip(tmp_path / "w-1.0-py3-none-any.whl", {"w/data/c.txt": b"C"})
     assert packages.read_members(whl, "pypi-wheel", ["w/data/c.txt"]) == {"w/data/c.txt": b"C"}
     with pytest.raises(PackageError, match=r"^a\.tgz has no member package/x \(1 missing\)$"):
         packages.read_members(tgz, "npm", ["package/a.txt", "package/x"])
@@ -130,7 +112,7 @@ def test_download_missing_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_download_runs_npm_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir, dl = tmp_path / "bin", tmp_path / "dl"
-    tgz = _tgz(tmp_path / "fakenpm-3.0.tgz", {"package/a.txt": b"A"})
+    tgz = write_tgz(tmp_path / "fakenpm-3.0.tgz", {"package/a.txt": b"A"})
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     archive = Archive("fakenpm", "3.0", "npm", _sha(tgz.read_bytes()))
     # A stand-in npm: `npm pack SPEC --pack-destination DIR` copies the tarball into DIR.

@@ -11,8 +11,6 @@ import os
 import shutil
 import struct
 import subprocess
-import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ pytest.importorskip("tqdm")
 Image = pytest.importorskip("PIL.Image")
 
 from smilebot_tools import packages, starter  # noqa: E402
+from tests.fakes import write_tgz, write_zip  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SIDE = starter.VEC_SIDE
@@ -50,22 +49,6 @@ def _image(size: tuple[int, int], fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _tgz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def _zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return path
-
-
 FACES = (np.arange(3 * SIDE * SIDE).reshape(3, SIDE, SIDE) * 7 % 256).astype(np.uint8)
 PHOTO = _image((40, 30), "JPEG")
 HELD_OUT = _image((20, 20), "JPEG")
@@ -86,17 +69,17 @@ class Packages:
         store = root / "store"
         store.mkdir()
         self.files = {
-            ("fakecv", "1.0"): _tgz(
+            ("fakecv", "1.0"): write_tgz(
                 store / "fakecv-1.0.tar.gz",
                 {
                     "fakecv-1.0/data/faces.vec": _vec(FACES),
                     "fakecv-1.0/samples/wall.jpg": WALLPAPER,
                 },
             ),
-            ("fakewheel", "2.0"): _zip(
+            ("fakewheel", "2.0"): write_zip(
                 store / "fakewheel-2.0-py3-none-any.whl", {"fakewheel/data/bg.png": BACKGROUND}
             ),
-            ("fakenpm", "3.0"): _tgz(
+            ("fakenpm", "3.0"): write_tgz(
                 store / "fakenpm-3.0.tgz",
                 {"package/media/a.jpg": PHOTO, "package/media/franck_01.jpg": HELD_OUT},
             ),
