@@ -43,7 +43,7 @@ RATER_ID = "shared-data-eye"  # the person who checked photos2/FACES.csv by eye
 VAL_GROUPS = ("video:cap13_edit2",)
 VAL_SOURCES = ("photos2",)
 BACKGROUND_VAL_FRACTION = 0.2  # backgrounds held out as face-free validation images
-FACES24_MAX_WIDTH = 0.2  # largest pasted faces24 face, as a fraction of the scene height
+FACES24_MAX_WIDTH = 0.5  # largest pasted faces24 face, as a fraction of the scene height
 
 
 @dataclass(frozen=True)
