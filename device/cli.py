@@ -1,9 +1,9 @@
 """``smilebot``: the device command line.
 
-Subcommands so far: ``anchors`` (show an anchor spec and its count arithmetic) and
-``detect`` (run a model on image files and print the faces it finds). The daemon
-(``run``), ``check-config``, ``bench`` and ``captures`` join it with the issues that
-build them.
+Subcommands so far: ``anchors`` (show an anchor spec and its count arithmetic),
+``detect`` (run a model on image files and print the faces it finds) and
+``check-config`` (validate the daemon's TOML config; exit 78 with a one-line error). The
+daemon (``run``), ``bench`` and ``captures`` join it with the issue that builds them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from pathlib import Path
 
 from smilebot import __version__
 from smilebot.anchors import DEFAULT_SPEC, AnchorSpec
+from smilebot.config import DEFAULT_PATH as DEFAULT_CONFIG
+from smilebot.config import EX_CONFIG, ConfigError
+from smilebot.config import load as load_config
 from smilebot.detector import Detections, Detector, ModelError
 from smilebot.runtime import RuntimeMissingError
 
@@ -96,6 +99,17 @@ def _as_json(path: Path, detections: Detections) -> str:
     )
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        print(f"smilebot: {err}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{args.config}: ok")
+    print(json.dumps(config.to_dict(), indent=1))
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -122,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     detect.add_argument("--json", action="store_true", help="print one JSON object per image")
     detect.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads")
     detect.set_defaults(run=_detect)
+
+    check = commands.add_parser("check-config", help="validate the config file; exit 78 if bad")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="[%(default)s]")
+    check.set_defaults(run=_check_config)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -49,3 +49,15 @@ def test_tools_kindle_writes_a_manifest(tmp_path, monkeypatch, capsys):
     assert rows["image"].tolist() == ["a.jpg"] and rows["smile"].tolist() == [1]
     assert "skipped" in capsys.readouterr().out and out.with_suffix(".png").exists()
     assert tools_cli.main(["kindle", str(tmp_path / "nope"), "--out", str(out)]) == 1
+
+
+def test_check_config_exit_codes(tmp_path, capsys):
+    good = tmp_path / "good.toml"
+    good.write_text('[camera]\nsource = "folder"\nfolder = "/srv/frames"\n')
+    assert device_cli.main(["check-config", "--config", str(good)]) == 0
+    assert '"folder": "/srv/frames"' in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[trigger]\nbounce_ms = "fast"\n')
+    assert device_cli.main(["check-config", "--config", str(bad)]) == 78
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.toml" in err and "trigger.bounce_ms" in err
