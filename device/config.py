@@ -29,17 +29,24 @@ Sections, keys and defaults::
     height = 480           # >= 1
     device = 0             # opencv camera index, >= 0
     folder = ""            # images to replay; required non-empty when source = "folder"
-    timeout_s = 2.0        # > 0
+    timeout_s = 2.0        # > 0: a grab that takes longer is a hung camera
+    open_retries = 5       # >= 0: attempts after the first when the camera is busy at start
+    retry_s = 1.0          # >= 0: seconds between those attempts
 
     [model]
-    path = "/var/lib/smilebot/models/current.tflite"   # non-empty
+    dir = "/var/lib/smilebot/models"   # non-empty: the model store (see smilebot.model_store);
+                           # new models are dropped into <dir>/incoming/ (make deploy)
+    seed = ""              # a .tflite (its .json beside it) installed when the store is empty
     threads = 1            # 1..4
+    validate_timeout_s = 30.0  # > 0: a dropped model's check in a child process
+    rollback_after = 3     # >= 1: consecutive inference errors that roll back to the last model
     # face_threshold = 0.5   optional, 0..1; overrides the model sidecar's (unset: sidecar's)
     # smile_threshold = 0.5  optional, 0..1; overrides the model sidecar's (unset: sidecar's)
 
     [decision]
     main_face = "largest"  # "largest" | "centre"
-    smile_on_s = 3.0       # >= 0
+    smile_on_s = 3.0       # >= 0: how long the LED smiles
+    smile_hysteresis = 0.05  # 0..1: while the LED smiles, the threshold is this much lower
 
     [led]
     pin = 18
@@ -150,12 +157,17 @@ class CameraConfig:
     device: int = _key(0, int, lo=0)
     folder: str = _key("", str)
     timeout_s: float = _key(2.0, float, lo=0, lo_open=True)
+    open_retries: int = _key(5, int, lo=0)
+    retry_s: float = _key(1.0, float, lo=0)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = _key("/var/lib/smilebot/models/current.tflite", str, nonempty=True)
+    dir: str = _key("/var/lib/smilebot/models", str, nonempty=True)
+    seed: str = _key("", str)
     threads: int = _key(1, int, lo=1, hi=4)
+    validate_timeout_s: float = _key(30.0, float, lo=0, lo_open=True)
+    rollback_after: int = _key(3, int, lo=1)
     face_threshold: float | None = _key(None, float, lo=0, hi=1, optional=True)
     smile_threshold: float | None = _key(None, float, lo=0, hi=1, optional=True)
 
@@ -164,6 +176,7 @@ class ModelConfig:
 class DecisionConfig:
     main_face: str = _key("largest", str, choices=("largest", "centre"))
     smile_on_s: float = _key(3.0, float, lo=0)
+    smile_hysteresis: float = _key(0.05, float, lo=0, hi=1)
 
 
 @dataclass(frozen=True)

@@ -37,16 +37,22 @@ height = 240
 device = 1
 folder = "/srv/frames"
 timeout_s = 5.0
+open_retries = 2
+retry_s = 0.5
 
 [model]
-path = "/opt/model.tflite"
+dir = "/opt/models"
+seed = "/opt/smilebot.tflite"
 threads = 4
+validate_timeout_s = 10.0
+rollback_after = 5
 face_threshold = 0.6
 smile_threshold = 0.7
 
 [decision]
 main_face = "centre"
 smile_on_s = 1.5
+smile_hysteresis = 0.1
 
 [led]
 pin = 12
