@@ -260,6 +260,38 @@ class CaptureLog:
             raise
         return log
 
+    @classmethod
+    def reader(cls, folder: Path | str) -> CaptureLog:
+        """Open the log in ``folder`` read-only, beside a running daemon that holds it.
+
+        No lock and no recovery; :meth:`add`, :meth:`delete` and :meth:`purge` raise
+        :class:`CaptureLogError`. Raises it too, naming the file, when there is no log.
+        """
+        folder = Path(folder)
+        path = folder / DB_NAME
+        if not path.is_file():
+            raise CaptureLogError(f"{path}: no capture log here")
+        try:
+            db = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            db.execute("SELECT 1 FROM captures LIMIT 1").fetchall()
+            stored = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+        except sqlite3.Error as e:
+            raise CaptureLogError(f"{path}: cannot read the capture index: {e}") from e
+        log = cls(folder, Retention(), db, -1, lambda: 0, _time.time)
+        log._next_seq = stored[0] if stored else 1
+        return log
+
+    @property
+    def read_only(self) -> bool:
+        """True for a log opened with :meth:`reader`."""
+        return self._lock_fd < 0
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise CaptureLogError(f"{self.folder / DB_NAME}: opened read-only")
+
     @staticmethod
     def _open_db(path: Path) -> sqlite3.Connection:
         try:
@@ -381,6 +413,7 @@ class CaptureLog:
         when there is no room even after pruning (nothing stored), ``ValueError`` for a bad
         record or image, :class:`CaptureLogError` for other failures (nothing stored).
         """
+        self._check_writable()
         with self._mutex:
             when = self._clock() if time is None else time
             row = self._record(trigger, model_version, detections, decision, latency_ms, when)
@@ -525,6 +558,7 @@ class CaptureLog:
 
         Never raises for low free space: it logs an error if the floor cannot be met.
         """
+        self._check_writable()
         with self._mutex:
             return self._make_room(0, adding=0, must_fit=False)
 
@@ -642,6 +676,7 @@ class CaptureLog:
 
     def delete(self, seq: int) -> bool:
         """Delete capture ``seq``, its image file and its row; False if there was none."""
+        self._check_writable()
         with self._mutex:
             if self._conn().execute("SELECT 1 FROM captures WHERE seq = ?", (seq,)).fetchone():
                 return self._prune([seq]) == 1
@@ -670,7 +705,8 @@ class CaptureLog:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-                os.close(self._lock_fd)
+                if self._lock_fd >= 0:
+                    os.close(self._lock_fd)
 
     def __enter__(self) -> CaptureLog:
         return self

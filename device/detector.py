@@ -284,6 +284,9 @@ class Detector:
         self.sidecar = sidecar
         self.runtime = runtime
         self.version = sidecar.sha256[:12]
+        # The face, smile and NMS thresholds in use: the sidecar's, unless the caller
+        # (the daemon's config) replaces them.
+        self.thresholds = sidecar.thresholds
         self._interpreter = interpreter
         self._input_index, self._scores_index, self._boxes_index = tensor_indices
         self._anchors = sidecar.anchors.generate()
@@ -357,7 +360,7 @@ class Detector:
             codes,
             self._anchors,
             sidecar.box_coder,
-            sidecar.thresholds,
+            self.thresholds,
             sidecar.nms_method,
             letterbox,
         )

@@ -400,3 +400,23 @@ def test_closed_log_raises(tmp_path):
     log.close()  # idempotent
     with pytest.raises(CaptureLogError, match="closed"):
         log.stats()
+
+
+def test_reader_reads_beside_the_writer_and_refuses_writes(tmp_path: Path) -> None:
+    folder = tmp_path / "log"
+    with open_log(folder) as writer:
+        seq = add(writer)
+        reader = CaptureLog.reader(folder)  # the writer still holds the lock
+        try:
+            assert reader.read_only and not writer.read_only
+            assert [c.seq for c in reader.list()] == [seq]
+            assert reader.read_image(seq) == writer.read_image(seq)
+            assert reader.stats().next_seq == seq + 1
+            for write in (lambda: add(reader), lambda: reader.delete(seq), reader.purge):
+                with pytest.raises(CaptureLogError, match="read-only"):
+                    write()
+            assert [c.seq for c in writer.list()] == [seq]
+        finally:
+            reader.close()
+    with pytest.raises(CaptureLogError, match="no capture log"):
+        CaptureLog.reader(tmp_path / "nothing")
