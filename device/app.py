@@ -89,9 +89,9 @@ def serve(
             "refusing to run as root: run it as the smilebot user (systemd/smilebot.service)"
         )
         return EX_UNAVAILABLE
-    if handle_signals:
-        _stop_on_signals(stop)
     with ExitStack() as parts:
+        if handle_signals:
+            _stop_on_signals(stop, parts)
         try:
             daemon, trigger = _open_parts(config, hooks, notifier, parts)
         except (
@@ -169,8 +169,10 @@ def _open_parts(
     return daemon, trigger
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop`` (only the main thread may install handlers)."""
+def _stop_on_signals(stop: threading.Event, parts: ExitStack) -> None:
+    """SIGTERM and SIGINT set ``stop`` until ``parts`` closes, then the old handlers are back
+    (only the main thread may install handlers).
+    """
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -178,5 +180,5 @@ def _stop_on_signals(stop: threading.Event) -> None:
         logger.info("%s: finishing the current press, then stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        parts.callback(signal.signal, signum, signal.signal(signum, handler))

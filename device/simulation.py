@@ -98,9 +98,19 @@ def describe(result: PressResult) -> str:
 
 
 def run_simulation(
-    base: Config, options: SimOptions, *, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
+    base: Config,
+    options: SimOptions,
+    *,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
 ) -> int:
-    """Run the daemon in simulation until stopped; returns its exit code."""
+    """Run the daemon in simulation until stopped; returns its exit code.
+
+    ``stdin`` (the Enter key) and ``out`` (what the bot sees, the LED) default to the
+    process's standard input and output.
+    """
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
     config = simulation_config(base, options)
     auto = options.auto_press
     if auto is None and not stdin.isatty():
