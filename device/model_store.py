@@ -228,7 +228,7 @@ class ModelStore:
                 f" got {validate_timeout_s}, {rollback_after}, {settle_s}"
             )
         store = cls(
-            Path(root),
+            Path(root).absolute(),  # the validation child runs in root: no relative paths
             threads=threads,
             validate_timeout_s=validate_timeout_s,
             rollback_after=rollback_after,

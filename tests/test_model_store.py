@@ -465,3 +465,13 @@ def test_open_rejects_bad_arguments(root: Path) -> None:
     with pytest.raises(ValueError, match="rollback_after >= 1"):
         ModelStore.open(root, rollback_after=0)
     assert not root.exists()
+
+
+def test_a_relative_root_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The validation child runs with cwd=root; paths given to it must not be relative."""
+    monkeypatch.chdir(tmp_path)
+    store = ModelStore.open(Path("store"), seed=SHIPPED, settle_s=0.0)
+    try:
+        assert store.version == SHIPPED_VERSION
+    finally:
+        store.close()
