@@ -87,4 +87,5 @@ def test_thousand_presses(tmp_path: Path) -> None:
     log.close()
     store.close()
     growth = rss[PRESSES - 1] - rss[199]
+    print(f"soak: {c}; RSS {rss[199]:.1f} MiB after 200 presses, {rss[PRESSES - 1]:.1f} after")
     assert growth < RSS_GROWTH_LIMIT_MB, f"RSS grew {growth:.1f} MiB over 800 presses"
