@@ -63,6 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smilebot.fsync import fsync_dir
+
 logger = logging.getLogger(__name__)
 
 DB_NAME = "captures.sqlite3"
@@ -167,14 +169,6 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON-able")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink(path: Path) -> None:
@@ -364,8 +358,8 @@ class CaptureLog:
                     target = quarantine / f"{name}.{n}"
                 logger.warning("capture log: %s has no row; moved to %s", name, target)
                 os.replace(self.folder / name, target)
-            _fsync_dir(quarantine)
-            _fsync_dir(self.folder)
+            fsync_dir(quarantine)
+            fsync_dir(self.folder)
         missing = [seq for seq, image in rows if image not in on_disk]
         for seq in missing:
             logger.warning("capture log: capture %d has no image file; deleting its row", seq)
@@ -444,7 +438,7 @@ class CaptureLog:
             except sqlite3.Error as e:
                 if name is not None:
                     _unlink(self.folder / name)
-                    _fsync_dir(self.folder)
+                    fsync_dir(self.folder)
                 if isinstance(e, sqlite3.OperationalError) and "full" in str(e).lower():
                     raise DiskFullError(
                         f"{self.folder / DB_NAME}: disk full, capture {seq} not stored: {e}",
@@ -532,7 +526,7 @@ class CaptureLog:
                 os.close(fd)
             os.replace(partial, final)
             renamed = True
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         except OSError as e:
             _unlink(partial)
             if renamed:
@@ -645,7 +639,7 @@ class CaptureLog:
             row = db.execute("SELECT image FROM captures WHERE seq = ?", (seq,)).fetchone()
             if row and row[0]:
                 _unlink(self.folder / row[0])
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         with self._transaction():
             db.executemany("DELETE FROM captures WHERE seq = ?", [(s,) for s in seqs])
         logger.debug("capture log: pruned %d capture(s), seq %d..%d", len(seqs), seqs[0], seqs[-1])

@@ -70,6 +70,7 @@ from typing import IO
 import numpy as np
 
 from smilebot.detector import Detector, ModelError
+from smilebot.fsync import fsync_dir, fsync_file
 
 logger = logging.getLogger(__name__)
 
@@ -598,10 +599,10 @@ class ModelStore:
         model, sidecar = self._paths(version)
         try:
             for path in (staged.model, staged.sidecar):
-                _fsync_file(path)
+                fsync_file(path)
             os.replace(staged.sidecar, sidecar)
             os.replace(staged.model, model)
-            _fsync_dir(self.versions)
+            fsync_dir(self.versions)
         except OSError as err:
             raise ModelError(f"{model}: cannot install it ({err.strerror or err})") from None
         return self._load(version)
@@ -753,7 +754,7 @@ def _write_atomic(path: Path, text: str) -> None:
     finally:
         os.close(fd)
     os.replace(temp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _copy(source: Path, target: Path) -> str:
@@ -766,22 +767,6 @@ def _copy(source: Path, target: Path) -> str:
             digest.update(block)
             writer.write(block)
     return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mode_problem(path: Path) -> str | None:
