@@ -113,7 +113,8 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"smilebot: {err}", file=sys.stderr)
         return EX_CONFIG
     print(f"{args.config}: ok")
-    print(json.dumps(config.to_dict(), indent=1))
+    if args.show:
+        print(json.dumps(config.to_dict(), indent=1))
     return 0
 
 
@@ -389,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
     check = commands.add_parser("check-config", help="validate the config file; exit 78 if bad")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="[%(default)s]")
+    check.add_argument("--show", action="store_true", help="print the config with defaults")
     check.set_defaults(run=_check_config)
 
     args = parser.parse_args(argv)

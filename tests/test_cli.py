@@ -55,6 +55,8 @@ def test_check_config_exit_codes(tmp_path, capsys):
     good = tmp_path / "good.toml"
     good.write_text('[camera]\nsource = "folder"\nfolder = "/srv/frames"\n')
     assert device_cli.main(["check-config", "--config", str(good)]) == 0
+    assert capsys.readouterr().out == f"{good}: ok\n"  # one journal line at each start
+    assert device_cli.main(["check-config", "--config", str(good), "--show"]) == 0
     assert '"folder": "/srv/frames"' in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
     bad.write_text('[trigger]\nbounce_ms = "fast"\n')
