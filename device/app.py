@@ -3,7 +3,7 @@
 :func:`serve` opens the parts in this order, and only then tells systemd ``READY=1``:
 
 1. refuse to run as root (the unit runs it as user ``smilebot``; the simulation may run
-   as anyone);
+   as anyone) or in a working directory it cannot write (lgpio needs it);
 2. the pin factory: on a Pi, a fallback to a non-native factory is an error
    (:func:`smilebot.hardware.check_pin_factory`); the simulation uses mock pins;
 3. the capture log (crash recovery runs here), then the model store (the current model,
@@ -87,6 +87,13 @@ def serve(
     if euid() == 0 and not hooks.simulate:
         logger.error(
             "refusing to run as root: run it as the smilebot user (systemd/smilebot.service)"
+        )
+        return EX_UNAVAILABLE
+    if not hooks.simulate and not os.access(Path.cwd(), os.W_OK):
+        logger.error(
+            "cannot start: the working directory %s is not writable (lgpio makes its "
+            "notification FIFO there; the unit sets WorkingDirectory=/var/lib/smilebot)",
+            Path.cwd(),
         )
         return EX_UNAVAILABLE
     with ExitStack() as parts:

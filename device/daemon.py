@@ -42,6 +42,7 @@ from smilebot.systemd import Notifier
 logger = logging.getLogger(__name__)
 
 IDLE_TICK_S = 0.1  # how often an idle loop wakes to ping the watchdog and poll the store
+PURGE_EVERY_S = 3600.0  # how often the capture log's retention runs without any press
 LED_PATTERNS = {
     Outcome.SMILE: Pattern.SMILE,
     Outcome.NO_SMILE: Pattern.OFF,
@@ -145,6 +146,7 @@ class Daemon:
         self._pending: Press | None = None
         self._busy = False
         self._next_ping = float("-inf")
+        self._next_purge = float("-inf")
         decision = config.decision
         self.decider = Decider(
             0.5,
@@ -192,13 +194,23 @@ class Daemon:
                     self._busy = False
 
     def tick(self) -> None:
-        """Between presses: ping the watchdog when due, let the model store poll."""
+        """Between presses: ping the watchdog when due, let the model store poll, and
+        apply the capture log's retention at start and hourly (old captures go even when
+        nobody presses the nose).
+        """
         interval = self.notifier.watchdog_interval
         now = self._clock()
         if interval is not None and now >= self._next_ping:
             self.notifier.watchdog()
             # Twice per half-period: pings at least 4x per WATCHDOG_USEC while healthy.
             self._next_ping = now + interval / 2
+        if self.log is not None and now >= self._next_purge:
+            self._next_purge = now + PURGE_EVERY_S
+            try:
+                if pruned := self.log.purge():
+                    logger.info("retention: %d old capture(s) removed", pruned)
+            except (CaptureLogError, OSError) as err:
+                logger.error("retention failed: %s", err)
         swap = self.store.poll()
         if swap is not None:
             self._swapped(swap)

@@ -224,3 +224,14 @@ def test_sigterm_mid_run_stops_cleanly(tmp_path: Path, short_dir: Path) -> None:
     with CaptureLog.open(tmp_path / "state" / "captures") as log:
         consistent(log, expected=log.stats().count)
         assert log.stats().count >= 3
+
+
+def test_an_unwritable_working_directory_is_refused(tmp_path: Path, monkeypatch, caplog) -> None:
+    """RELIABILITY 18 (root can write anywhere, so os.access is what the test controls)."""
+    monkeypatch.setattr(app.os, "access", lambda path, mode: False)
+    notifier = Recorder()
+    code = serve(
+        sim_config(tmp_path), Hooks(), notifier=notifier, euid=lambda: 1000, handle_signals=False
+    )
+    assert code == EX_UNAVAILABLE
+    assert "working directory" in caplog.text and notifier.sent == []

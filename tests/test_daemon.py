@@ -311,3 +311,17 @@ def test_watchdog_pings_from_the_loop_and_stop_when_it_blocks(
         thread.join(10)
         receiver.close()
         notifier.close()
+
+
+def test_retention_runs_without_presses(tmp_path: Path) -> None:
+    """RELIABILITY 19: captures past the age limit go at start even if nobody presses."""
+    now = [1_800_000_000.0]
+    retention = Retention(min_free_bytes=0, max_age_days=1)
+    with CaptureLog.open(tmp_path / "c", retention, clock=lambda: now[0]) as log:
+        daemon, _ = make_daemon(log)
+        daemon.press("button")
+        old = daemon.serve(daemon_take(daemon)).seq
+        now[0] += 2 * 86400
+        daemon.tick()
+        assert log.get(old) is None
+        consistent(log, expected=0)
