@@ -21,7 +21,7 @@ PI ?=
 DROP := /var/lib/smilebot/models/incoming
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-pi lint format bench data train convert ablation deploy clean
+.PHONY: help venv run test test-pi lint format bench bench-compare data train convert ablation deploy clean
 
 help: ## show this help
 	@echo "smilebot - the Smiling Bot v2. Targets:"
@@ -49,6 +49,7 @@ test: $(INSTALLED) ## run the test suite (creates .venv first if needed)
 $(PI_INSTALLED): setup.cfg pyproject.toml
 	test -x $(PI_VENV)/bin/python || $(PYTHON) -m venv $(PI_VENV)
 	$(PI_VENV)/bin/python -m pip install --quiet 'numpy==1.24.4' -e '.[device,dev]'
+	$(PI_VENV)/bin/python -m pip install --quiet 'tflite-runtime==2.14.0'  # needs numpy<2
 	touch $@
 
 test-pi: $(PI_INSTALLED) ## run the test suite on numpy 1.24, as on the Pi
@@ -62,9 +63,17 @@ format: $(INSTALLED) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(INSTALLED) ## benchmark the core and the model (results/*.json), then the daemon's stages
-	$(BIN)/smilebot-tools bench
-	$(BIN)/smilebot bench
+# The runtime comparison (ai-edge-litert vs tflite-runtime, trained vs random weights) and
+# the device-only process's press-to-LED and RSS run in the Pi-like venv, as tflite-runtime
+# 2.14 needs numpy<2; its figures (device.*) are merged into the desktop's results file.
+bench: $(INSTALLED) $(PI_INSTALLED) ## every benchmark into one results/*.json, with a summary
+	$(PI_VENV)/bin/smilebot bench --runtime ai-edge-litert tflite-runtime \
+	  --compare-random --json results/.device.json
+	$(BIN)/smilebot-tools bench --merge results/.device.json
+	rm -f results/.device.json
+
+bench-compare: $(INSTALLED) ## the two newest results/*.json side by side (B/A per figure)
+	$(BIN)/smilebot-tools bench-compare
 
 data: $(INSTALLED) ## build the starter dataset into data/ (manifests, sheets, DATA_CARD.md)
 	$(BIN)/smilebot-tools data

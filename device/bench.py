@@ -1,17 +1,26 @@
 """``smilebot bench``: what a press costs on this machine, stage by stage.
 
-Two measurements, both printed as tables of median and 95th percentile milliseconds:
+Three measurements, printed as tables of median and 95th percentile milliseconds:
 
-- **stages** at 1, 2 and 4 interpreter threads: grab (the frame source), preprocess,
-  invoke, decode+NMS (from :class:`~smilebot.detector.Timings`) and the LED update (a
-  mock PWMLED), over ``n`` frames after a warm-up;
-- **end to end**: the real :class:`~smilebot.daemon.Daemon` on mock pins, a fresh model
-  store and capture log in a temporary folder; each press drives the mock button pin,
-  and the figures are the daemon's own: press to LED with its split, the capture log's
-  write per press, and the process's resident memory before and after.
+- **stages** per TFLite runtime (ai-edge-litert, tflite-runtime) at 1, 2 and 4
+  interpreter threads: grab (the frame source), preprocess, invoke, decode+NMS (from
+  :class:`~smilebot.detector.Timings`) and the LED update (a mock PWMLED), over ``n``
+  frames after a warm-up;
+- **end to end**: the real :class:`~smilebot.daemon.Daemon` on mock pins (its model store
+  opens the preferred runtime), a fresh model store and capture log in a temporary
+  folder; each press drives the mock button pin, and the figures are the daemon's own:
+  press to LED with its split, the capture log's write per press, and the process's
+  resident memory before and after;
+- **trained vs random** (the seed's question: are trained ReLU nets, being sparser, faster
+  on the device?): the shipped model and the same network with random weights, invoked
+  at 1 thread on the same frames, interleaved; ops/s = 2 x MACs (:mod:`smilebot.opcount`)
+  / the median invoke seconds.
 
-Run on a Pi it is the device's latency table; on a laptop, the simulation's. Not the job
-of this module: desktop benchmarks (``smilebot_tools.bench``) or accuracy.
+:func:`measure` runs them all and returns a :class:`Report`, whose
+:meth:`~Report.figures` are the results store's ``{"name", "value", "unit"}`` figures
+(:mod:`smilebot.provenance` stamps them). Run on a Pi it is the device's latency table; on
+a laptop, the simulation's. Not the job of this module: desktop benchmarks
+(``smilebot_tools.bench``) or accuracy.
 """
 
 from __future__ import annotations
@@ -20,8 +29,8 @@ import dataclasses
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +43,11 @@ from smilebot.daemon import STAGES, Daemon, PressResult
 from smilebot.detector import Detector
 from smilebot.hardware import Led, Pattern, Trigger, use_mock_pins
 from smilebot.model_store import ModelStore
+from smilebot.opcount import macs
+from smilebot.runtime import load_interpreter
 
 STAGE_NAMES = ("grab", "preprocess", "invoke", "decode_nms", "led", "total")
+TRAINED, RANDOM = "trained", "random"
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,17 @@ def rss_mb() -> float:
 
 
 def stages(
-    model: Path, source: FrameSource, led: Led, threads: int, n: int, warmup: int = 5
+    model: Path,
+    source: FrameSource,
+    led: Led,
+    threads: int,
+    n: int,
+    warmup: int = 5,
+    runtime: str | None = None,
 ) -> dict[str, Summary]:
-    """Per-stage latency of ``n`` frames from ``source`` at ``threads`` interpreter threads."""
-    detector = Detector.load(model, num_threads=threads)
+    """Per-stage latency of ``n`` frames from ``source`` at ``threads`` interpreter threads,
+    with ``runtime`` (None: the preferred one)."""
+    detector = Detector.load(model, num_threads=threads, runtime=runtime)
     samples: dict[str, list[float]] = {name: [] for name in STAGE_NAMES}
     for i in range(warmup + n):
         start = time.perf_counter()
@@ -185,3 +204,143 @@ def format_end_to_end(e2e: EndToEnd) -> str:
     )
     lines.append(f"  RSS {e2e.rss_before_mb:.1f} MiB before, {e2e.rss_after_mb:.1f} MiB after")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class OpsRate:
+    """One model's arithmetic rate: ``macs`` per invoke and the invoke latency (ms)."""
+
+    macs: int
+    invoke: Summary
+
+    @property
+    def ops_per_s(self) -> float:
+        """Operations per second of the median invoke; ops = 2 x MACs (multiply + add)."""
+        return 2 * self.macs / (self.invoke.median / 1e3)
+
+
+def ops_rates(
+    models: dict[str, Path],
+    source: FrameSource,
+    n: int,
+    runtime: str | None = None,
+    warmup: int = 5,
+) -> dict[str, OpsRate]:
+    """Each of ``models`` (label -> path) at 1 thread with ``runtime``: its MACs and its
+    invoke latency on the same ``n`` frames, the models taking turns on every frame so that
+    a shared machine's drift falls on all of them alike."""
+    detectors = {
+        label: Detector.load(path, num_threads=1, runtime=runtime) for label, path in models.items()
+    }
+    samples: dict[str, list[float]] = {label: [] for label in models}
+    for i in range(warmup + n):
+        frame = source.grab(5.0)
+        order = list(detectors) if i % 2 else list(reversed(detectors))
+        for label in order:
+            invoke_ms = detectors[label].detect(frame.image, frame.color).timings.invoke_ms
+            if i >= warmup:
+                samples[label].append(invoke_ms)
+    counts = {label: macs(load_interpreter(path, 1, runtime)[0]) for label, path in models.items()}
+    return {label: OpsRate(counts[label], Summary.of(samples[label])) for label in models}
+
+
+@dataclass
+class Report:
+    """Everything :func:`measure` found. ``stages``: runtime -> threads -> stage ->
+    :class:`Summary`; ``ops``: runtime -> ``"trained"``/``"random"`` -> :class:`OpsRate`
+    (empty when not compared); ``end_to_end``: None when skipped."""
+
+    stages: dict[str, dict[int, dict[str, Summary]]] = field(default_factory=dict)
+    end_to_end: EndToEnd | None = None
+    ops: dict[str, dict[str, OpsRate]] = field(default_factory=dict)
+
+    def figures(self, prefix: str) -> list[dict]:
+        """Every figure as ``{"name", "value", "unit"}``, names starting with ``prefix``."""
+        out = []
+        for runtime, table in self.stages.items():
+            for threads, row in table.items():
+                for stage, s in row.items():
+                    name = f"{prefix}.stages.{runtime}.{threads}_threads.{stage}"
+                    out += _summary_figures(name, s)
+        if self.end_to_end is not None:
+            e2e = self.end_to_end
+            out += _summary_figures(f"{prefix}.e2e.press_to_led", e2e.to_led)
+            for stage, s in e2e.split.items():
+                out += _summary_figures(f"{prefix}.e2e.split.{stage}", s)
+            out += _summary_figures(f"{prefix}.e2e.capture_write", e2e.log_write)
+            out.append(_figure(f"{prefix}.e2e.presses", e2e.presses, "presses"))
+            out.append(_figure(f"{prefix}.rss.before_presses", e2e.rss_before_mb, "MiB"))
+            out.append(_figure(f"{prefix}.rss.after_presses", e2e.rss_after_mb, "MiB"))
+        for runtime, rates in self.ops.items():
+            for label, rate in rates.items():
+                name = f"{prefix}.ops.{runtime}.{label}"
+                out.append(_figure(f"{name}.macs", rate.macs, "MAC"))
+                out += _summary_figures(f"{name}.invoke_1_thread", rate.invoke)
+                out.append(_figure(f"{name}.ops_per_s", rate.ops_per_s, "op/s"))
+            ratio = rates[TRAINED].ops_per_s / rates[RANDOM].ops_per_s
+            out.append(_figure(f"{prefix}.ops.{runtime}.trained_over_random", ratio, "x"))
+        return out
+
+
+def _figure(name: str, value: float, unit: str) -> dict:
+    return {"name": name, "value": float(value), "unit": unit}
+
+
+def _summary_figures(name: str, s: Summary) -> list[dict]:
+    return [_figure(f"{name}.median", s.median, "ms"), _figure(f"{name}.p95", s.p95, "ms")]
+
+
+def measure(
+    model: Path,
+    source: FrameSource,
+    config: Config,
+    *,
+    runtimes: Sequence[str],
+    threads: Sequence[int] = (1, 2, 4),
+    n: int = 100,
+    presses: int = 100,
+    random_model: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> Report:
+    """The stage table per runtime and thread count, the end-to-end presses (0: skipped)
+    and, given ``random_model``, trained vs random per runtime; each table is passed to
+    ``echo`` as it is done."""
+    report = Report()
+    use_mock_pins()
+    led = Led(config.led)
+    try:
+        for runtime in runtimes:
+            table = {t: stages(model, source, led, t, n, runtime=runtime) for t in threads}
+            report.stages[runtime] = table
+            echo(f"{runtime}:\n{format_stages(table)}")
+    finally:
+        led.close()
+    if random_model is not None:
+        for runtime in runtimes:
+            models = {TRAINED: model, RANDOM: random_model}
+            report.ops[runtime] = ops_rates(models, source, n, runtime=runtime)
+        echo(format_ops(report.ops))
+    if presses:
+        seeded = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, seed=str(model))
+        )
+        report.end_to_end = end_to_end(seeded, source, presses)
+        echo(format_end_to_end(report.end_to_end))
+    return report
+
+
+def format_ops(ops: dict[str, dict[str, OpsRate]]) -> str:
+    """Trained vs random weights: MACs, median invoke at 1 thread, ops/s, per runtime."""
+    rows = [
+        "trained vs random weights, 1 thread (ops = 2 x MACs):",
+        f"{'runtime':<16}{'weights':<9}{'MACs':>12}{'invoke ms':>11}{'Gop/s':>9}",
+    ]
+    for runtime, rates in ops.items():
+        for label, rate in rates.items():
+            rows.append(
+                f"{runtime:<16}{label:<9}{rate.macs:>12,}{rate.invoke.median:>11.3f}"
+                f"{rate.ops_per_s / 1e9:>9.2f}"
+            )
+        ratio = rates[TRAINED].ops_per_s / rates[RANDOM].ops_per_s
+        rows.append(f"{runtime:<16}trained/random ops/s {ratio:.3f}")
+    return "\n".join(rows)

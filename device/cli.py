@@ -9,7 +9,6 @@ export the capture log) and ``anchors`` (an anchor spec and its count arithmetic
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from smilebot.config import DEFAULT_PATH as DEFAULT_CONFIG
 from smilebot.config import EX_CONFIG, Config, ConfigError
 from smilebot.config import load as load_config
 from smilebot.detector import Detections, Detector, ModelError
-from smilebot.runtime import RuntimeMissingError
+from smilebot.runtime import RUNTIME_NAMES, RuntimeMissingError
 
 # The model `make convert` writes, in the repository this package is run from.
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "smilebot.tflite"
@@ -191,40 +190,61 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    """``smilebot bench``: 0, or 2 when the model or frames cannot be used."""
-    from smilebot.bench import end_to_end, format_end_to_end, format_stages, stages
+    """``smilebot bench``: 0, or 2 when a model, the frames or a runtime cannot be used."""
+    from smilebot.bench import measure
     from smilebot.camera import CameraError, FolderSource
-    from smilebot.hardware import Led, use_mock_pins
+    from smilebot.provenance import write_figures
+    from smilebot.runtime import available_runtimes
     from smilebot.simulation import find_shipped
 
     config = _config_or_exit(args.config, default_if_missing=True)
     if isinstance(config, int):
         return config
+    runtimes = args.runtime or available_runtimes()
+    if not runtimes:
+        print("smilebot: no TFLite runtime: pip install ai-edge-litert", file=sys.stderr)
+        return 2
     try:
         model = args.model or find_shipped("models/smilebot.tflite")
+        random_model = args.compare_random
+        if random_model == _BESIDE_THE_MODEL:
+            random_model = model.with_name(f"{model.stem}-random{model.suffix}")
+        if random_model is not None and not random_model.exists():
+            raise FileNotFoundError(
+                f"{random_model}: no such model; make it with "
+                f"`smilebot-tools convert --random-weights {random_model}`"
+            )
         frames = args.frames or find_shipped("samples")
         source = FolderSource(frames, config.camera.width, config.camera.height)
     except (FileNotFoundError, CameraError) as err:
         print(f"smilebot: {err}", file=sys.stderr)
         return 2
-    use_mock_pins()
-    led = Led(config.led)
     try:
         print(f"model {model}, frames {source.label} ({frames}), {args.n} frames per row")
-        table = {t: stages(model, source, led, t, args.n) for t in args.threads}
-        print(format_stages(table))
-        led.close()
-        if args.presses:
-            seeded = dataclasses.replace(
-                config, model=dataclasses.replace(config.model, seed=str(model))
-            )
-            print(format_end_to_end(end_to_end(seeded, source, args.presses)))
+        report = measure(
+            model,
+            source,
+            config,
+            runtimes=runtimes,
+            threads=args.threads,
+            n=args.n,
+            presses=args.presses,
+            random_model=random_model,
+        )
     except (ModelError, RuntimeMissingError) as err:
         print(f"smilebot: {err}", file=sys.stderr)
         return 2
     finally:
         source.close()
+    if args.json is not None:
+        figures = report.figures("device")
+        write_figures(figures, args.json)
+        print(f"wrote {len(figures)} figures to {args.json}")
     return 0
+
+
+# `--compare-random` with no path: the model's name with -random, beside it.
+_BESIDE_THE_MODEL = Path("<beside the model>")
 
 
 def _captures_folder(args: argparse.Namespace) -> Path | int:
@@ -372,6 +392,22 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--presses", type=int, default=100, help="end-to-end presses, 0 to skip [100]"
     )
+    bench.add_argument(
+        "--runtime",
+        nargs="+",
+        choices=RUNTIME_NAMES,
+        help="TFLite runtimes to compare [every installed one]",
+    )
+    bench.add_argument(
+        "--compare-random",
+        type=Path,
+        nargs="?",
+        const=_BESIDE_THE_MODEL,
+        metavar="PATH",
+        help="ops/s of the model vs the same network with random weights "
+        "[MODEL-random.tflite beside the model]",
+    )
+    bench.add_argument("--json", type=Path, metavar="PATH", help="write every figure here")
     bench.set_defaults(run=_bench)
 
     captures = commands.add_parser("captures", help="list, show, delete or export captures")

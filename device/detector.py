@@ -293,9 +293,14 @@ class Detector:
 
     @classmethod
     def load(
-        cls, model_path: Path, sidecar_path: Path | None = None, num_threads: int = 1
+        cls,
+        model_path: Path,
+        sidecar_path: Path | None = None,
+        num_threads: int = 1,
+        runtime: str | None = None,
     ) -> Detector:
-        """Open ``model_path`` (``.tflite``) with its sidecar (default: same stem, ``.json``).
+        """Open ``model_path`` (``.tflite``) with its sidecar (default: same stem, ``.json``),
+        with ``runtime`` (None: the preferred one; see :func:`~smilebot.runtime.load_interpreter`).
 
         Raises :class:`ModelError` when the sidecar is invalid, the sha256 differs, the
         runtime cannot open the model or a tensor disagrees with the sidecar; the
@@ -310,7 +315,7 @@ class Detector:
                 f"{sidecar.sha256[:12]}... ({sidecar.path.name}): not the model it describes"
             )
         try:
-            interpreter, runtime = load_interpreter(model_path, num_threads)
+            interpreter, found = load_interpreter(model_path, num_threads, runtime)
         except (ValueError, RuntimeError) as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ModelError(f"{model_path}: the runtime cannot open it ({reason})") from None
@@ -320,9 +325,9 @@ class Detector:
             model_path,
             sidecar.sha256[:12],
             sidecar.anchors.num_anchors,
-            runtime,
+            found,
         )
-        return cls(model_path, sidecar, interpreter, runtime, indices)
+        return cls(model_path, sidecar, interpreter, found, indices)
 
     def detect(self, frame: np.ndarray, color: str = "rgb") -> Detections:
         """Faces in ``frame``: uint8 ``(H, W)`` or ``(H, W, 1|3|4)``, ``color`` ``"rgb"|"bgr"``.

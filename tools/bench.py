@@ -4,13 +4,23 @@ These machines are shared and noisy, so every speed target is a ratio of two
 timings taken side by side (vectorized vs v1's naive loop), or a median of many
 repeats. Correctness is checked in the same run: a fast wrong answer fails.
 
-The ``model`` benchmark times the shipped ``models/smilebot.tflite`` stage by stage.
+The ``model`` benchmark times the shipped ``models/smilebot.tflite`` stage by stage;
+``daemon`` runs the device's own benchmark (:func:`smilebot.bench.measure`: the stage table
+at 1, 2 and 4 threads, end-to-end press to LED through the daemon, its RSS); ``balance``
+evaluates the training balance equation (:func:`smilebot_tools.pipeline.balance_report`)
+for the default training config on this machine (its daemon RSS is this whole process's,
+TensorFlow aside). The TFLite runtime comparison, trained vs random weights and a
+device-only process's press to LED and RSS run in the Pi-like venv (``smilebot bench
+--json``: numpy 1.24 and tflite-runtime 2.14 there, figures ``device.*``) and are merged
+into the same run (``make bench``); :func:`summary` prints the headlines of both.
 
 Not the job of this module: storing figures (results.py).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -100,6 +110,7 @@ def bench_preprocess(rng: np.random.Generator, repeats: int = 50) -> list[dict]:
 
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "smilebot.tflite"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def bench_model(rng: np.random.Generator, threads: tuple[int, ...] = (1, 2, 4)) -> list[dict]:
@@ -136,20 +147,198 @@ def _portrait_frames(rng: np.random.Generator, n: int) -> list[np.ndarray]:
     return frames
 
 
+def bench_daemon(
+    rng: np.random.Generator, threads: tuple[int, ...] = (1, 2, 4), n: int = 100, presses: int = 100
+) -> list[dict]:
+    """``smilebot bench`` of the shipped model on ``samples/`` with the preferred runtime:
+    per-stage latency at ``threads`` over ``n`` frames, ``presses`` end-to-end presses
+    through the daemon on mock pins, and its RSS; figures named ``daemon.*``. ``rng`` is
+    unused (the frames are the samples)."""
+    if not MODEL.exists():
+        print(f"  no {MODEL}: run `make convert` first; skipped")
+        return []
+    from smilebot.bench import measure
+    from smilebot.camera import FolderSource
+    from smilebot.config import Config
+    from smilebot.runtime import available_runtimes
+
+    config = Config()
+    source = FolderSource(SAMPLES, config.camera.width, config.camera.height)
+    quiet = logging.getLogger("smilebot")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # not a line per press
+    try:
+        report = measure(
+            MODEL,
+            source,
+            config,
+            runtimes=available_runtimes()[:1],
+            threads=threads,
+            n=n,
+            presses=presses,
+            echo=lambda text: print(text, flush=True),
+        )
+    finally:
+        quiet.setLevel(level)
+        source.close()
+    return report.figures("daemon")
+
+
+def bench_balance(rng: np.random.Generator, examples: int = 30, steps: int = 5) -> list[dict]:
+    """The training balance equation for the default :class:`TrainConfig` on this machine.
+
+    T_g: :func:`pipeline.balance_report`'s median seconds to make one training example
+    (decode + augment + preprocess) over ``examples`` records of the default train
+    manifest; T_step: the median of ``steps`` real training steps (the trainer's own step
+    function: forward, losses, gradients, AdamW) of the default model on one batch of that
+    manifest; C: this machine's cores. The predicted input wait is
+    ``max(0, B T_g / C - T_step)`` per step. Skipped without the manifest. ``rng`` is unused
+    (the records are drawn with the config's seed).
+    """
+    import keras
+
+    from smilebot_tools import manifest, pipeline
+    from smilebot_tools.features import targets_tf
+    from smilebot_tools.model import build_model
+    from smilebot_tools.train import TrainConfig, _train_step
+
+    config = TrainConfig()
+    if not Path(config.train_manifest).exists():
+        print(f"  no {config.train_manifest}: run `make data` first; skipped")
+        return []
+    records = pipeline.records_from_manifest(manifest.load(config.train_manifest), config.data)
+    spec, batch_size, cores = config.model.input, config.batch_size, os.cpu_count() or 1
+    dataset = pipeline.make_dataset(
+        records,
+        batch_size,
+        config.seed,
+        True,
+        targets_tf,
+        config.model.anchors.generate(),
+        augment_config=config.augment,
+        input_spec=spec,
+    )
+    images, targets = next(iter(dataset))
+    model = build_model(config.model)
+    optimizer = keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+    step = _train_step(model, optimizer, config.loss)
+    step(images, targets)  # trace
+    step_s = median_ms(lambda: float(step(images, targets)["total"]), steps) / 1e3
+    report = pipeline.balance_report(
+        records,
+        batch_size,
+        cores,
+        step_s,
+        n=examples,
+        seed=config.seed,
+        augment_config=config.augment,
+        input_spec=spec,
+    )
+    by_mean = pipeline.predict_wait(report["example_seconds_mean"], batch_size, cores, step_s)
+    return [
+        {"name": "balance.example_ms", "value": 1e3 * report["example_seconds"], "unit": "ms"},
+        {
+            "name": "balance.example_mean_ms",
+            "value": 1e3 * by_mean["example_seconds"],
+            "unit": "ms",
+        },
+        {"name": "balance.step_ms", "value": 1e3 * step_s, "unit": "ms"},
+        {"name": "balance.batch_input_ms", "value": 1e3 * report["batch_seconds"], "unit": "ms"},
+        {"name": "balance.wait_ms", "value": 1e3 * report["wait_seconds"], "unit": "ms"},
+        {"name": "balance.wait_share", "value": 100 * report["wait_share"], "unit": "%"},
+        {"name": "balance.wait_share_mean", "value": 100 * by_mean["wait_share"], "unit": "%"},
+        {"name": "balance.cores_needed", "value": report["cores_needed"], "unit": "cores"},
+        {"name": "balance.batch_size", "value": batch_size, "unit": "images"},
+        {"name": "balance.cores", "value": cores, "unit": "cores"},
+    ]
+
+
 BENCHMARKS = {
     "matching": bench_matching,
     "nms": bench_nms,
     "preprocess": bench_preprocess,
     "model": bench_model,
+    "daemon": bench_daemon,
+    "balance": bench_balance,
 }
+TABULATED = ("daemon",)  # benchmarks that print their own tables
 
 
 def run(names: list[str], seed: int = 0) -> list[dict]:
-    """Run the named benchmarks, printing each figure as it comes; return all figures."""
+    """Run the named benchmarks, printing each figure (or table) as it comes; return all
+    figures."""
     figures = []
     for name in names:
         print(f"[{name}] running...", flush=True)
         for figure in BENCHMARKS[name](np.random.default_rng(seed)):
-            print(f"  {figure['name']:<32} {figure['value']:>10.3f} {figure['unit']}", flush=True)
+            if name not in TABULATED:
+                print(
+                    f"  {figure['name']:<32} {figure['value']:>10.3f} {figure['unit']}", flush=True
+                )
             figures.append(figure)
     return figures
+
+
+def summary(figures: list[dict]) -> str:
+    """The headline figures of a run, a line each (those present)."""
+    value = {f["name"]: f["value"] for f in figures}
+    lines = []
+
+    def line(label: str, text: str, *names: str, scale: float = 1.0) -> None:
+        if all(n in value for n in names):
+            numbers = [value[n] * scale for n in names]
+            lines.append(f"  {label:<40} " + text.format(*numbers))
+
+    line("matching, vectorized vs naive", "{:.1f}x faster", "matching.speedup")
+    line("NMS of 1000, greedy vs naive", "{:.1f}x faster", "nms.speedup")
+    runtimes = ("ai-edge-litert", "tflite-runtime")
+    for prefix, where in (("daemon", "smilebot-tools"), ("device", "Pi-like venv")):
+        invoke = f"{prefix}.stages.{{}}.{{}}_threads.invoke.median"
+        for runtime in runtimes:
+            line(
+                f"{prefix}: invoke, {runtime}",
+                "{:.2f} / {:.2f} / {:.2f} ms at 1 / 2 / 4 threads",
+                *(invoke.format(runtime, t) for t in (1, 2, 4)),
+            )
+        if all(invoke.format(r, 1) in value for r in runtimes):
+            ratio = value[invoke.format(runtimes[1], 1)] / value[invoke.format(runtimes[0], 1)]
+            lines.append(
+                f"  {prefix + ': tflite-runtime / ai-edge-litert':<40} {ratio:.1f}x "
+                "the invoke time at 1 thread"
+            )
+        line(
+            f"{prefix}: press to LED",
+            "median {:.2f} ms, p95 {:.2f} ms",
+            f"{prefix}.e2e.press_to_led.median",
+            f"{prefix}.e2e.press_to_led.p95",
+        )
+        line(
+            f"{prefix}: RSS",
+            "{:.1f} MiB after the presses (the whole " + where + " process)",
+            f"{prefix}.rss.after_presses",
+        )
+        for runtime in runtimes:
+            ops = f"{prefix}.ops.{runtime}"
+            line(
+                f"{prefix}: trained / random, {runtime}",
+                "{:.2f} / {:.2f} Gop/s at 1 thread (ops = 2 x MACs)",
+                f"{ops}.trained.ops_per_s",
+                f"{ops}.random.ops_per_s",
+                scale=1e-9,
+            )
+            line(
+                f"{prefix}: trained / random ops/s, {runtime}",
+                "{:.3f}",
+                f"{ops}.trained_over_random",
+            )
+    line(
+        "training balance, default config",
+        "input {:.0f} ms per batch (B T_g / C) vs step {:.0f} ms: predicted wait {:.1f} ms "
+        "({:.1f}% of the step; {:.1f}% with the mean T_g)",
+        "balance.batch_input_ms",
+        "balance.step_ms",
+        "balance.wait_ms",
+        "balance.wait_share",
+        "balance.wait_share_mean",
+    )
+    return "\n".join(lines)

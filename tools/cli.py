@@ -10,13 +10,38 @@ from dataclasses import replace
 from pathlib import Path
 
 from smilebot_tools import bench
-from smilebot_tools.results import write_run
+from smilebot_tools.results import compare, newest_runs, read_run, write_run
 
 
 def _bench(args: argparse.Namespace) -> int:
-    figures = bench.run(args.names or list(bench.BENCHMARKS), seed=args.seed)
+    try:
+        merged = [figure for path in args.merge for figure in read_run(path)]
+    except (OSError, ValueError) as err:
+        print(f"smilebot-tools bench: {err}", file=sys.stderr)
+        return 1
+    figures = bench.run(args.names or list(bench.BENCHMARKS), seed=args.seed) + merged
     path = write_run(figures, args.results)
-    print(f"wrote {len(figures)} figures to {path}")
+    print(f"summary:\n{bench.summary(figures)}")
+    print(
+        f"wrote {len(figures)} figures to {path}" + (f" ({len(merged)} merged)" if merged else "")
+    )
+    return 0
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    if len(args.runs) not in (0, 2):
+        print(
+            f"smilebot-tools bench-compare: give two run files or none, not {len(args.runs)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        a, b = args.runs or newest_runs(args.results)
+        table = compare(read_run(a), read_run(b))
+    except (OSError, ValueError) as err:
+        print(f"smilebot-tools bench-compare: {err}", file=sys.stderr)
+        return 1
+    print(f"A = {a}\nB = {b}\n{table}")
     return 0
 
 
@@ -117,6 +142,8 @@ def _train(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from smilebot_tools import convert
 
+    if args.random_weights is not None:
+        return _convert_random(args)
     try:
         sidecar = convert.convert(args.run, args.out, args.calibration)
     except (ValueError, OSError) as err:
@@ -127,6 +154,27 @@ def _convert(args: argparse.Namespace) -> int:
     print(f"parity float -> int8: {json.dumps(metrics['parity'])}")
     print(f"int8 on val: {json.dumps(metrics['val_int8'])}")
     return 0 if metrics["parity"]["ok"] else 3
+
+
+def _convert_random(args: argparse.Namespace) -> int:
+    from smilebot_tools import convert
+
+    out = args.random_weights
+    try:
+        sidecar = convert.convert_random(
+            args.reference, out, args.calibration, seed=args.seed, data=args.data
+        )
+    except (ValueError, OSError) as err:
+        print(f"smilebot-tools convert: {err}", file=sys.stderr)
+        return 1
+    calibration = sidecar["data"]["calibration"]
+    print(f"wrote {out} ({sidecar['metrics']['size_bytes']} bytes) and {out.with_suffix('.json')}")
+    print(
+        f"random weights (seed {args.seed}), calibrated on {calibration['images']} images of "
+        f"{calibration['path']} (same as {args.reference.name}'s: "
+        f"{calibration['same_as_reference']})"
+    )
+    return 0
 
 
 def _ablation(args: argparse.Namespace) -> int:
@@ -153,7 +201,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("--results", type=Path, default=Path("results"), help="folder for the JSON")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="add the figures of these run files (e.g. `smilebot bench --json`) to this run",
+    )
     b.set_defaults(handler=_bench)
+
+    bc = commands.add_parser("bench-compare", help="two benchmark runs side by side")
+    bc.add_argument(
+        "runs", type=Path, nargs="*", metavar="JSON", help="A.json B.json [the two newest]"
+    )
+    bc.add_argument("--results", type=Path, default=Path("results"), help="[results]")
+    bc.set_defaults(handler=_bench_compare)
 
     d = commands.add_parser(
         "data", help="rebuild the starter data, kindle labels, synthesise, write manifests"
@@ -200,6 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--run", type=Path, default=Path("runs/smilebot"), help="run folder")
     c.add_argument("--out", type=Path, default=Path("models/smilebot.tflite"))
     c.add_argument("--calibration", type=int, default=300, help="calibration images [300]")
+    c.add_argument(
+        "--random-weights",
+        type=Path,
+        metavar="OUT",
+        help="instead: write OUT.tflite, --reference's network with random weights",
+    )
+    c.add_argument("--reference", type=Path, default=Path("models/smilebot.tflite"))
+    c.add_argument("--seed", type=int, default=0, help="random weights' seed [0]")
+    c.add_argument("--data", type=Path, help="calibrate on DATA/manifests/train.csv instead")
     c.set_defaults(handler=_convert)
 
     a = commands.add_parser("ablation", help="compare training runs (alpha_extra ablation)")

@@ -12,6 +12,11 @@ Parity: the float model and the int8 model are scored on the same validation ima
 the same post-processing; face AP@0.5 and smile accuracy may each drop by at most
 ``MAX_DROP`` (1 point).
 
+:func:`convert_random` makes the control for the seed's question (do trained weights run
+faster than random ones on the device?): the shipped model's architecture with freshly
+initialized weights, quantized by the same :func:`quantize` on the same calibration
+images, with its own sidecar.
+
 Not the job of this module: training (train.py), the device runtime (smilebot.detector).
 """
 
@@ -32,6 +37,7 @@ import cv2
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras
 import tensorflow as tf
 
 from smilebot.box_coder import BoxCoder
@@ -110,6 +116,65 @@ def convert(run: Path, out: Path, calibration: int = 300) -> dict:
     _write(out.with_suffix(".json"), (json.dumps(sidecar, indent=1) + "\n").encode())
     card = modelcard.card(sidecar, timing, CAMERA)
     _write(out.with_name("MODEL_CARD.md"), card.encode())
+    return sidecar
+
+
+def convert_random(
+    reference: Path, out: Path, calibration: int = 300, seed: int = 0, data: Path | None = None
+) -> dict:
+    """The model of ``reference`` (a ``.tflite`` with its sidecar) with random weights.
+
+    Builds ``reference``'s training config's model with Keras' initializers under
+    ``seed``, quantizes it with :func:`quantize` on ``calibration`` images of that
+    config's train manifest (or of ``data``/manifests/train.csv, paths relative to
+    ``data``, when given: for a reference trained elsewhere), and writes ``out`` and its
+    sidecar (thresholds copied from ``reference``; ``training.random_weights`` true, the
+    seed; ``data.calibration`` the manifest's path, sha256 and whether it is the one the
+    reference was calibrated on). Returns the sidecar; ``Detector.load(out)`` accepts it.
+    """
+    sidecar_path = reference.with_suffix(".json")
+    try:
+        ref = json.loads(sidecar_path.read_text())
+        config = ref["training"]["config"]
+        model_config = ModelConfig.from_dict(config["model"])
+        root = Path(data if data is not None else config["data"])
+        calibration_manifest = (
+            root / "manifests" / "train.csv" if data is not None else Path(config["train_manifest"])
+        )
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{sidecar_path}: no training config with a model and data ({err!r})"
+        ) from None
+    digest = _sha256(calibration_manifest.read_bytes())
+    same = digest == ref.get("data", {}).get("train", {}).get("sha256")
+    if not same:
+        log.warning("%s is not the manifest %s was calibrated on", calibration_manifest, reference)
+    keras.utils.set_random_seed(seed)
+    model = build_model(model_config)
+    records = pipeline.records_from_manifest(manifest.load(calibration_manifest), root)
+    tflite = quantize(export_model(model, model_config), records, model_config, calibration)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(out, tflite)
+    sidecar = describe(out, model_config, Thresholds(**ref["thresholds"]))
+    sidecar["training"] = {
+        "random_weights": True,
+        "seed": seed,
+        "reference": {"model": reference.name, "sha256": ref["sha256"]},
+        "convert_command": shlex.join(sys.argv),
+        "config": config,
+    }
+    sidecar["data"] = {
+        "calibration": {
+            "path": str(calibration_manifest),
+            "sha256": digest,
+            "images": min(calibration, len(records)),
+            "same_as_reference": same,
+        }
+    }
+    sidecar["versions"] = _versions()
+    sidecar["metrics"] = {"size_bytes": len(tflite)}
+    _write(out.with_suffix(".json"), (json.dumps(sidecar, indent=1) + "\n").encode())
+    Detector.load(out)  # the sidecar is valid and describes the model
     return sidecar
 
 
