@@ -262,12 +262,29 @@ def test_targets_met_and_not_met(evaluated):
     met = report.targets(
         with_latencies(evaluated[0], smilebot=2.0, **{"v1 Haar": 50.0, "BlazeFace + fer": 1.5})
     )
-    assert [t["met"] for t in met] == [True, True, True, True]
-    assert met[2]["measured"] == "25.0x"
+    assert [t["met"] for t in met] == [True, True, True, True, True]
+    assert met[3]["measured"] == "25.0x"
     slow = report.targets(
         with_latencies(evaluated[0], smilebot=2.0, **{"v1 Haar": 30.0, "BlazeFace + fer": 1.0})
     )
-    assert [t["met"] for t in slow] == [True, True, False, False]  # 15x, 2x the peer's
+    assert [t["met"] for t in slow] == [True, True, True, False, False]  # 15x, 2x the peer's
+
+
+def test_smiles_compared_at_v1_precision(records):
+    """v1 calls every face smiling (P 0.6, R 1); smilebot ranks them perfectly but runs at a
+    strict operating point (R 0 at 1.01): at equal precision it finds every smile too, so
+    neither F1 at the operating points nor recall at v1's precision puts it above v1."""
+    v1 = Oracle(records, name="v1 Haar", smile=0.7)
+    ours = Oracle(records, name="smilebot", operating_smile=1.01)
+    results, _ = evaluate(records, [v1, ours], conditions=("clean",))
+    smiles = results["baselines"]["smilebot"]["conditions"]["clean"]["smiles"]
+    assert smiles["v1_precision"] == pytest.approx(0.6)
+    assert smiles["recall_at_v1_precision"] == 1.0
+    assert smiles["threshold_at_v1_precision"] == 0.0  # the lowest threshold reaching 0.6
+    rows = report.targets(results)
+    recall_row = next(t for t in rows if "recall at" in t["target"])
+    assert recall_row["measured"] == "1.000 vs 1.000" and not recall_row["met"]
+    assert "(0.60)" in recall_row["target"] and len(rows) == 5
 
 
 def test_write_report(evaluated, tmp_path):
