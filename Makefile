@@ -21,11 +21,11 @@ PI ?=
 DROP := /var/lib/smilebot/models/incoming
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-pi lint format bench bench-compare data train convert ablation deploy clean
+.PHONY: help venv run test test-pi lint format bench bench-compare data train convert eval card ablation deploy clean
 
 help: ## show this help
 	@echo "smilebot - the Smiling Bot v2. Targets:"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,12 @@ train: $(INSTALLED) ## train the SSD on data/manifests into runs/smilebot (~20-3
 
 convert: $(INSTALLED) ## int8 models/smilebot.tflite + sidecar from runs/smilebot, with parity
 	$(BIN)/smilebot-tools convert
+
+eval: $(INSTALLED) ## every baseline on data/manifests/val.csv -> results/eval/<time>/EVAL.md + the model card
+	$(BIN)/smilebot-tools eval
+
+card: $(INSTALLED) ## rewrite models/MODEL_CARD.md from the newest results/eval/*
+	$(BIN)/smilebot-tools card --eval "$$(ls -d results/eval/*/ | tail -1)"
 
 ablation: $(INSTALLED) ## train alpha_extra 0 and 9 next to the default run (1) and compare
 	$(BIN)/smilebot-tools train --out runs/alpha0 --alpha-extra 0

@@ -1,4 +1,5 @@
-"""``smilebot-tools``: the desktop command line (data and benchmarks; training comes later)."""
+"""``smilebot-tools``: the desktop command line: data, training, conversion, evaluation,
+the model card and benchmarks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from smilebot_tools import bench
+from smilebot_tools.baselines import MODEL
 from smilebot_tools.results import compare, newest_runs, read_run, write_run
 
 
@@ -177,6 +179,62 @@ def _convert_random(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    """``smilebot-tools eval``: 0; 1 for a missing manifest, model or teacher."""
+    import time
+
+    from smilebot_tools.report import DEGRADATIONS, run_eval
+    from smilebot_tools.teachers import TeacherError
+
+    if not args.manifest.is_file():
+        print(
+            f"smilebot-tools eval: {args.manifest}: no manifest (build the data with `make data`)",
+            file=sys.stderr,
+        )
+        return 1
+    out = args.out or Path("results") / "eval" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    conditions = ("clean",) if args.clean_only else ("clean", *DEGRADATIONS)
+    try:
+        report = run_eval(args.manifest, args.data, out, args.model, conditions, args.seed)
+    except (OSError, ValueError, TeacherError) as err:
+        print(f"smilebot-tools eval: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {report} (eval.json and plots beside it)")
+    if args.card:
+        return _write_card(args.model or MODEL, out)
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    """``smilebot-tools card``: 0, or 1 when the model or evaluation cannot be read."""
+    return _write_card(args.model, args.eval)
+
+
+def _write_card(model: Path, evaluation: Path | None) -> int:
+    from smilebot_tools.modelcard import write_card
+
+    try:
+        path = write_card(model, evaluation)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"smilebot-tools card: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} and its pictures in {path.parent / 'card'}")
+    return 0
+
+
+def _measure_haar(args: argparse.Namespace) -> int:
+    """``smilebot-tools measure-haar``: print the Haar -> brow-to-chin correction."""
+    from smilebot_tools.baselines import measure_haar_correction
+
+    try:
+        correction, faces = measure_haar_correction(args.manifest, args.data)
+    except (OSError, ValueError) as err:
+        print(f"smilebot-tools measure-haar: {err}", file=sys.stderr)
+        return 1
+    print(f"{faces} faces of {args.manifest}: {correction}")
+    return 0
+
+
 def _ablation(args: argparse.Namespace) -> int:
     from smilebot_tools.ablation import table
 
@@ -273,6 +331,42 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--seed", type=int, default=0, help="random weights' seed [0]")
     c.add_argument("--data", type=Path, help="calibrate on DATA/manifests/train.csv instead")
     c.set_defaults(handler=_convert)
+
+    e = commands.add_parser(
+        "eval", help="every baseline on a manifest: metrics, plots, EVAL.md, the model card"
+    )
+    e.add_argument(
+        "--manifest", type=Path, default=Path("data/manifests/val.csv"), help="[%(default)s]"
+    )
+    e.add_argument("--data", type=Path, default=Path("data"), help="image root [%(default)s]")
+    e.add_argument("--model", type=Path, help=f"the smilebot model [{MODEL}]")
+    e.add_argument("--out", type=Path, help="report folder [results/eval/<time>]")
+    e.add_argument("--seed", type=int, default=0, help="of the degradations [0]")
+    e.add_argument("--clean-only", action="store_true", help="skip the degraded copies")
+    e.add_argument(
+        "--no-card",
+        dest="card",
+        action="store_false",
+        help="do not rewrite the model card from this evaluation",
+    )
+    e.set_defaults(handler=_eval)
+
+    mc = commands.add_parser("card", help="rewrite MODEL_CARD.md from the sidecar and an eval")
+    mc.add_argument("--model", type=Path, default=MODEL, help="[%(default)s]")
+    mc.add_argument("--eval", type=Path, help="an eval folder (eval.json + plots)")
+    mc.set_defaults(handler=_card)
+
+    mh = commands.add_parser(
+        "measure-haar", help="measure the Haar -> brow-to-chin box correction on a manifest"
+    )
+    mh.add_argument(
+        "--manifest",
+        type=Path,
+        default=Path("data/manifests/train.csv"),
+        help="[%(default)s] (never the validation split)",
+    )
+    mh.add_argument("--data", type=Path, default=Path("data"), help="image root [%(default)s]")
+    mh.set_defaults(handler=_measure_haar)
 
     a = commands.add_parser("ablation", help="compare training runs (alpha_extra ablation)")
     a.add_argument("runs", type=Path, nargs="+", help="run folders")

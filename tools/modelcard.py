@@ -1,18 +1,32 @@
-"""``models/MODEL_CARD.md``: generated from a model's sidecar and measured on this machine.
+"""``models/MODEL_CARD.md``: generated from the measurements, never edited by hand.
 
-Not the job of this module: measuring accuracy (convert.py puts the validation figures
-in the sidecar) or baselines (the evaluation issue adds them).
+Sources: the model's sidecar (what made it, the validation figures of the conversion),
+latency measured on this machine, the newest evaluation against the baselines
+(``smilebot-tools eval``: its ``eval.json`` and plots, copied into ``models/card/``) and
+the known failure cases on the public-domain samples (:mod:`smilebot_tools.failures`,
+crops in ``models/card/``). ``make convert`` writes a card without the evaluation;
+``make eval`` (or ``smilebot-tools card``) writes the full one.
+
+Not the job of this module: measuring accuracy (convert.py and report.py do).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from smilebot.detector import Detector
+from smilebot_tools import failures as failure_cases
+from smilebot_tools import report
 from smilebot_tools.results import machine_info
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+CAMERA = (640, 480)  # frame size for the latency figures
 
 LATENCY_FRAMES = 200
 
@@ -30,8 +44,16 @@ def latency(model: Path, frames: list[np.ndarray], threads: int = 1) -> dict[str
     return {name: float(np.median(values)) for name, values in stages.items()}
 
 
-def card(sidecar: dict, timing: dict[str, float], frame_size: tuple[int, int]) -> str:
-    """The model card as Markdown."""
+def card(
+    sidecar: dict,
+    timing: dict[str, float],
+    frame_size: tuple[int, int],
+    evaluation: dict | None = None,
+    failures: list[tuple[failure_cases.Failure, str]] = (),
+) -> str:
+    """The model card as Markdown. ``evaluation``: a loaded ``eval.json`` whose plots sit in
+    ``card/`` beside the card; ``failures``: known failure cases with their crop's path
+    relative to the card."""
     metrics = sidecar["metrics"]
     training = sidecar["training"]["config"]
     rows = []
@@ -98,6 +120,17 @@ def card(sidecar: dict, timing: dict[str, float], frame_size: tuple[int, int]) -
         f"| {timing['preprocess_ms']:.2f} ms | {timing['invoke_ms']:.2f} ms | "
         f"{timing['decode_nms_ms']:.2f} ms | {timing['total_ms']:.2f} ms |",
         "",
+        *(
+            _evaluation(evaluation)
+            if evaluation
+            else [
+                "## Against the baselines",
+                "",
+                "Not measured for this card: run `make eval`.",
+                "",
+            ]
+        ),
+        *_failures(failures),
         "## Limits",
         "",
         "- Validation is small: 30 photos with by-eye labels (80 faces, 28 smiling) and one "
@@ -108,3 +141,78 @@ def card(sidecar: dict, timing: dict[str, float], frame_size: tuple[int, int]) -
         "",
     ]
     return "\n".join(lines)
+
+
+def _evaluation(results: dict) -> list[str]:
+    """The baseline table, the issue's targets and the plots of one evaluation run."""
+    m = results["machine"]
+    lines = [
+        "## Against the baselines",
+        "",
+        f"`smilebot-tools eval` on `{results.get('manifest', '?')}` ({results['images']} "
+        f"images, {results['faces']} faces, {results['smile_labelled']} with a smile label), "
+        f"commit `{results['commit']}`, {results['created']}, {m['cpu']}. Every baseline on "
+        "the same images; latency is the median `detect()` per image at 1 thread.",
+        "",
+        report.table(results),
+        "| target (issue 6) | measured | met |",
+        "|---|---|---|",
+        *(
+            f"| {t['target']} | {t['measured']} | {'met' if t['met'] else 'NOT met'} |"
+            for t in results["targets"]
+        ),
+        "",
+    ]
+    for name, title in report.PLOTS.items():
+        lines += [f"![{title}](card/{name}.png)", ""]
+    return lines
+
+
+def _failures(failures: list[tuple[failure_cases.Failure, str]]) -> list[str]:
+    """Known failure cases on the public-domain samples, each with its crop."""
+    lines = [
+        "## Known failure cases",
+        "",
+        "On the public-domain photos in `samples/` (by-eye labels in `samples/LABELS.csv`), at "
+        "the model's own thresholds; green: the labelled face, red: the detection.",
+        "",
+    ]
+    if not failures:
+        return [*lines, "None on these samples.", ""]
+    for failure, crop in failures:
+        lines += [f"- {failure.caption()}", "", f"  ![{failure.kind}]({crop})", ""]
+    return lines
+
+
+def write_card(model: Path, evaluation: Path | None = None) -> Path:
+    """Write ``MODEL_CARD.md`` beside ``model`` from its sidecar, latency measured now on the
+    samples, the evaluation folder ``evaluation`` (its ``eval.json`` and PNGs) and the
+    failure cases on the samples; PNGs go to ``card/`` beside it. Returns the card's path."""
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    out = model.parent / "card"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    results = None
+    if evaluation is not None:
+        results = json.loads((evaluation / "eval.json").read_text())
+        for name in report.PLOTS:
+            if (evaluation / f"{name}.png").exists():
+                shutil.copyfile(evaluation / f"{name}.png", out / f"{name}.png")
+    frames = [
+        cv2.resize(cv2.imread(str(p), cv2.IMREAD_COLOR), CAMERA, interpolation=cv2.INTER_AREA)
+        for p in sorted(SAMPLES.iterdir())
+        if p.suffix in (".jpg", ".png")
+    ]
+    timing = latency(model, frames)
+    detector = Detector.load(model)
+    found = failure_cases.find_failures(
+        detector, SAMPLES, failure_cases.read_labels(SAMPLES / "LABELS.csv")
+    )
+    crops = []
+    for i, failure in enumerate(found):
+        path = failure_cases.save_crop(failure, SAMPLES, out / f"failure_{i}.png")
+        crops.append((failure, f"card/{path.name}"))
+    path = model.with_name("MODEL_CARD.md")
+    path.write_text(card(sidecar, timing, CAMERA, results, crops))
+    return path
