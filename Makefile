@@ -84,11 +84,17 @@ train: $(INSTALLED) ## train the SSD on data/manifests into runs/smilebot (~20-3
 convert: $(INSTALLED) ## int8 models/smilebot.tflite + sidecar from runs/smilebot, with parity
 	$(BIN)/smilebot-tools convert
 
-eval: $(INSTALLED) ## every baseline on data/manifests/val.csv -> results/eval/<time>/EVAL.md + the model card
-	$(BIN)/smilebot-tools eval
+# make eval: the by-eye part of the val split (photos2 faces, face-free backgrounds: labels
+# no teacher made) and the whole val split (its video frames carry teacher labels).
+EVAL_OUT := results/eval/$(shell date -u +%Y%m%dT%H%M%SZ)
+eval: $(INSTALLED) ## every baseline on the val split -> results/eval/<time>-*/EVAL.md + the model card
+	$(BIN)/smilebot-tools eval --sources photos2 backgrounds --out $(EVAL_OUT)-by-eye --no-card
+	$(BIN)/smilebot-tools eval --out $(EVAL_OUT)-val --no-card
+	$(BIN)/smilebot-tools card --eval $(EVAL_OUT)-by-eye --eval $(EVAL_OUT)-val
 
-card: $(INSTALLED) ## rewrite models/MODEL_CARD.md from the newest results/eval/*
-	$(BIN)/smilebot-tools card --eval "$$(ls -d results/eval/*/ | tail -1)"
+card: $(INSTALLED) ## rewrite models/MODEL_CARD.md from the newest make eval
+	$(BIN)/smilebot-tools card --eval "$$(ls -d results/eval/*-by-eye | tail -1)" \
+	  --eval "$$(ls -d results/eval/*-val | tail -1)"
 
 ablation: $(INSTALLED) ## train alpha_extra 0 and 9 next to the default run (1) and compare
 	$(BIN)/smilebot-tools train --out runs/alpha0 --alpha-extra 0

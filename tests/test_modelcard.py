@@ -41,10 +41,11 @@ def test_card_with_an_evaluation(model: Path, tmp_path: Path) -> None:
     )
     evaluation = tmp_path / "eval"
     report.write_report(results, evaluation, runs)
-    path = write_card(model, evaluation)
+    path = write_card(model, [evaluation, evaluation])
     text = path.read_text()
     assert path == model.with_name("MODEL_CARD.md")
-    assert "## Against the baselines" in text and "| v1 Haar |" in text and "| smilebot |" in text
+    assert text.count("## Against the baselines") == 2  # two evaluations, plots once
+    assert "| v1 Haar |" in text and "| smilebot |" in text
     assert "| target (issue 6) | measured | met |" in text
     pictures = linked_pictures(text)
     plots = [p for p in pictures if not p.startswith("card/failure_")]

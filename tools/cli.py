@@ -195,26 +195,28 @@ def _eval(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / "eval" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     conditions = ("clean",) if args.clean_only else ("clean", *DEGRADATIONS)
     try:
-        report = run_eval(args.manifest, args.data, out, args.model, conditions, args.seed)
+        report = run_eval(
+            args.manifest, args.data, out, args.model, conditions, args.seed, sources=args.sources
+        )
     except (OSError, ValueError, TeacherError) as err:
         print(f"smilebot-tools eval: {err}", file=sys.stderr)
         return 1
     print(f"wrote {report} (eval.json and plots beside it)")
     if args.card:
-        return _write_card(args.model or MODEL, out)
+        return _write_card(args.model or MODEL, [out])
     return 0
 
 
 def _card(args: argparse.Namespace) -> int:
-    """``smilebot-tools card``: 0, or 1 when the model or evaluation cannot be read."""
-    return _write_card(args.model, args.eval)
+    """``smilebot-tools card``: 0, or 1 when the model or an evaluation cannot be read."""
+    return _write_card(args.model, args.eval or [])
 
 
-def _write_card(model: Path, evaluation: Path | None) -> int:
+def _write_card(model: Path, evaluations: list[Path]) -> int:
     from smilebot_tools.modelcard import write_card
 
     try:
-        path = write_card(model, evaluation)
+        path = write_card(model, evaluations)
     except (OSError, ValueError, KeyError) as err:
         print(f"smilebot-tools card: {err}", file=sys.stderr)
         return 1
@@ -344,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--seed", type=int, default=0, help="of the degradations [0]")
     e.add_argument("--clean-only", action="store_true", help="skip the degraded copies")
     e.add_argument(
+        "--sources", nargs="+", metavar="SOURCE", help="only these manifest sources (e.g. photos2)"
+    )
+    e.add_argument(
         "--no-card",
         dest="card",
         action="store_false",
@@ -353,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
 
     mc = commands.add_parser("card", help="rewrite MODEL_CARD.md from the sidecar and an eval")
     mc.add_argument("--model", type=Path, default=MODEL, help="[%(default)s]")
-    mc.add_argument("--eval", type=Path, help="an eval folder (eval.json + plots)")
+    mc.add_argument(
+        "--eval",
+        type=Path,
+        action="append",
+        help="an eval folder (eval.json + plots); repeat for more; the first gets the plots",
+    )
     mc.set_defaults(handler=_card)
 
     mh = commands.add_parser(

@@ -428,8 +428,7 @@ def _markdown(full: dict, pngs: list[str]) -> str:
         f"Commit `{full['commit']}`, {full['created']}, {m['cpu']} ({m['cores']} cores), "
         f"Python {m['python']}.",
         "",
-        f"{full['images']} images, {full['faces']} faces (ignore regions left out), "
-        f"{full['smile_labelled']} with a smile label ({full['smiling']} smiling).",
+        f"{describe_data(full)}.",
         "",
         "## All baselines on the same clean images",
         "",
@@ -469,6 +468,17 @@ def _markdown(full: dict, pngs: list[str]) -> str:
     return "\n".join(lines)
 
 
+def describe_data(results: dict) -> str:
+    """What was evaluated, e.g. ``data/manifests/val.csv (sources photos2): 30 images, ...``."""
+    where = results.get("manifest", "the given records")
+    if results.get("sources"):
+        where += f" (sources {', '.join(results['sources'])})"
+    return (
+        f"{where}: {results['images']} images, {results['faces']} faces (ignore regions left "
+        f"out), {results['smile_labelled']} with a smile label ({results['smiling']} smiling)"
+    )
+
+
 def _jsonable(x):
     """``x`` with NaN/inf floats as None and NumPy scalars as Python ones (strict JSON)."""
     if isinstance(x, dict):
@@ -490,15 +500,26 @@ def run_eval(
     conditions: Sequence[str] = ("clean", *DEGRADATIONS),
     seed: int = 0,
     baselines: Sequence[Baseline] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> Path:
     """``make eval``: the records of ``manifest_path`` (images under ``root``), every
     baseline (default: :func:`~smilebot_tools.baselines.load_baselines` plus smilebot with
     voting NMS) on every condition, OpenCV at 1 thread; writes the report to ``out`` and
-    returns the path of ``EVAL.md``."""
+    returns the path of ``EVAL.md``. ``sources``: only the manifest rows of these sources
+    (e.g. the by-eye ``photos2`` and the face-free ``backgrounds``)."""
     from smilebot_tools import manifest, pipeline  # pipeline imports TensorFlow
     from smilebot_tools.baselines import MODEL, SmilebotModel, load_baselines
 
-    records = pipeline.records_from_manifest(manifest.load(manifest_path), root)
+    df = manifest.load(manifest_path)
+    if sources:
+        unknown = sorted(set(sources) - set(df["source"]))
+        if unknown:
+            raise ValueError(
+                f"{manifest_path}: no rows with source {unknown[0]!r} "
+                f"(sources: {', '.join(sorted(set(df['source'])))})"
+            )
+        df = df[df["source"].isin(sources)]
+    records = pipeline.records_from_manifest(df, root)
     if baselines is None:
         voting = SmilebotModel(model or MODEL, nms_method="voting")
         baselines = [*load_baselines(model), voting]
@@ -506,4 +527,5 @@ def run_eval(
     logger.info("%d images from %s, %d baselines", len(records), manifest_path, len(baselines))
     results, runs = evaluate(records, baselines, conditions, seed)
     results["manifest"] = str(manifest_path)
+    results["sources"] = sorted(set(sources)) if sources else None
     return write_report(results, out, runs)
