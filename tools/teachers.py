@@ -176,7 +176,8 @@ class BlazeFace(_Teacher):
         self.name = f"blazeface-{variant}"
         self.min_score = min_score
         filename, spec, self._correction = _BLAZEFACE[variant]
-        self._interpreter = _interpreter(folder / "data" / filename)
+        self.model_path = folder / "data" / filename  # the .tflite it runs
+        self._interpreter = _interpreter(self.model_path)
         source = self._interpreter.get_input_details()[0]
         self._input, self._size = source["index"], int(source["shape"][1])
         outputs = {int(d["shape"][-1]): d for d in self._interpreter.get_output_details()}
@@ -264,7 +265,8 @@ class _Classifier(_Teacher):
 
     def __init__(self) -> None:
         folder, self.version = _locate(*_PACKAGES[self.name])
-        self._interpreter = _interpreter(folder / self._file)
+        self.model_path = folder / self._file  # the .tflite it runs
+        self._interpreter = _interpreter(self.model_path)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
 
