@@ -24,11 +24,8 @@ from smilebot.capture_log import Capture, CaptureLog, CaptureLogError
 from smilebot.config import DEFAULT_PATH as DEFAULT_CONFIG
 from smilebot.config import EX_CONFIG, Config, ConfigError
 from smilebot.config import load as load_config
-from smilebot.detector import Detections, Detector, ModelError
+from smilebot.detector import SHIPPED_MODEL, Detections, Detector, ModelError
 from smilebot.runtime import RUNTIME_NAMES, RuntimeMissingError
-
-# The model `make convert` writes, in the repository this package is run from.
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "smilebot.tflite"
 
 
 def _load_spec(path: Path | None) -> AnchorSpec:
@@ -55,15 +52,15 @@ def _detect(args: argparse.Namespace) -> int:
     """``smilebot detect``: 0, 1 if any image could not be read, 2 for no usable model."""
     import cv2  # OpenCV (the device extra) reads the images; only this command needs it
 
-    if args.model is None and not DEFAULT_MODEL.exists():
+    if args.model is None and not SHIPPED_MODEL.exists():
         print(
-            f"smilebot: no model at {DEFAULT_MODEL}; build one with `make convert` "
+            f"smilebot: no model at {SHIPPED_MODEL}; build one with `make convert` "
             "or pass --model PATH",
             file=sys.stderr,
         )
         return 2
     try:
-        detector = Detector.load(args.model or DEFAULT_MODEL, num_threads=args.threads)
+        detector = Detector.load(args.model or SHIPPED_MODEL, num_threads=args.threads)
     except (ModelError, RuntimeMissingError) as err:
         print(f"smilebot: {err}", file=sys.stderr)
         return 2

@@ -101,6 +101,8 @@ OUTPUT_DEPTHS = {"scores": len(LABELS), "boxes": 4}  # last dimension of each ou
 THRESHOLD_KEYS = ("face", "smile", "nms_iou")
 QUANTIZED_DTYPES = ("uint8", "int8")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# The model `make convert` writes, in the checkout this package runs from.
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "smilebot.tflite"
 
 
 class ModelError(Exception):

@@ -4,6 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytest.importorskip("matplotlib")  # the desktop tools (not in the Pi-like venv)
+
 from smilebot_tools import plots
 from smilebot_tools.evaluate import Found, Truth
 from smilebot_tools.report import Run

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytest.importorskip("matplotlib")  # the desktop tools (not in the Pi-like venv)
+
 from smilebot_tools import report
 from smilebot_tools.augment import KINDS
 from smilebot_tools.evaluate import Found

@@ -28,15 +28,14 @@ import numpy as np
 from tqdm import tqdm
 
 from smilebot.boxes import pairwise_iou
-from smilebot.detector import Detector
-from smilebot_tools import manifest
+from smilebot.detector import SHIPPED_MODEL, Detector
 from smilebot_tools.convention import HAAR_FRONTAL, BoxCorrection, measure_correction
 from smilebot_tools.evaluate import Found
 from smilebot_tools.teachers import BlazeFace, Fer
 
 log = logging.getLogger(__name__)
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "smilebot.tflite"
+MODEL = SHIPPED_MODEL
 EVAL_FACE = 0.05  # = smilebot_tools.predict.EVAL_THRESHOLDS.face (predict imports TensorFlow)
 BLAZEFACE_MIN_SCORE = 0.1  # low enough for a precision-recall curve
 MATCH_IOU = 0.3  # a Haar box and a labelled face are the same face (measuring the correction)
@@ -222,6 +221,8 @@ def measure_haar_correction(
     labelled, non-ignore face at IoU >= :data:`MATCH_IOU`, and take the median side offsets
     (:func:`~smilebot_tools.convention.measure_correction`). Returns the correction and the
     number of matched faces; logs the mean IoU of the pairs before and after it."""
+    from smilebot_tools import manifest  # pandas: only this measurement needs it
+
     manifest_path = Path(manifest_path)
     root = Path(root) if root is not None else manifest_path.parent.parent
     df = manifest.load(manifest_path)

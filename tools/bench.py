@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from smilebot.anchors import DEFAULT_SPEC
+from smilebot.detector import SHIPPED_MODEL
 from smilebot.matching import match
 from smilebot.nms import nms
 from smilebot.preprocess import DEFAULT_INPUT, preprocess
@@ -109,7 +110,7 @@ def bench_preprocess(rng: np.random.Generator, repeats: int = 50) -> list[dict]:
     return figures
 
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "smilebot.tflite"
+MODEL = SHIPPED_MODEL
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 

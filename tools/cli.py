@@ -10,8 +10,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from smilebot.detector import SHIPPED_MODEL as MODEL
 from smilebot_tools import bench
-from smilebot_tools.baselines import MODEL
 from smilebot_tools.results import compare, newest_runs, read_run, write_run
 
 
