@@ -351,7 +351,7 @@ def test_detect_without_a_usable_model_exits_2(model, images, tmp_path, monkeypa
     face = str(images["face"])
     assert cli.main(["detect", "--model", str(tmp_path / "nope.tflite"), face]) == 2
     assert "nope.tflite" in capsys.readouterr().err
-    monkeypatch.setattr(cli, "DEFAULT_MODEL", tmp_path / "models" / "smilebot.tflite")
+    monkeypatch.setattr(cli, "SHIPPED_MODEL", tmp_path / "models" / "smilebot.tflite")
     assert cli.main(["detect", face]) == 2
     err = capsys.readouterr().err
     assert "make convert" in err and err.count("\n") == 1
