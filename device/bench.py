@@ -3,7 +3,7 @@
 Three measurements, printed as tables of median and 95th percentile milliseconds:
 
 - **stages** per TFLite runtime (ai-edge-litert, tflite-runtime) at 1, 2 and 4
-  interpreter threads: grab (the frame source), preprocess, invoke, decode+NMS (from
+  interpreter threads: grab (the frame source), preprocess, invoke, decode, NMS (from
   :class:`~smilebot.detector.Timings`) and the LED update (a mock PWMLED), over ``n``
   frames after a warm-up;
 - **end to end**: the real :class:`~smilebot.daemon.Daemon` on mock pins (its model store
@@ -46,7 +46,7 @@ from smilebot.model_store import ModelStore
 from smilebot.opcount import macs
 from smilebot.runtime import load_interpreter
 
-STAGE_NAMES = ("grab", "preprocess", "invoke", "decode_nms", "led", "total")
+STAGE_NAMES = ("grab", "preprocess", "invoke", "decode", "nms", "led", "total")
 TRAINED, RANDOM = "trained", "random"
 
 
@@ -99,7 +99,8 @@ def stages(
         samples["grab"].append((grabbed - start) * 1e3)
         samples["preprocess"].append(timings.preprocess_ms)
         samples["invoke"].append(timings.invoke_ms)
-        samples["decode_nms"].append(timings.decode_nms_ms)
+        samples["decode"].append(timings.decode_ms)
+        samples["nms"].append(timings.nms_ms)
         samples["led"].append((done - shown) * 1e3)
         samples["total"].append((done - start) * 1e3)
     return {name: Summary.of(values) for name, values in samples.items()}

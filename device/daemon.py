@@ -48,7 +48,7 @@ LED_PATTERNS = {
     Outcome.NO_SMILE: Pattern.OFF,
     Outcome.NO_FACE: Pattern.NO_FACE,
 }
-STAGES = ("wait", "grab", "preprocess", "invoke", "decode_nms", "decide", "led", "to_led")
+STAGES = ("wait", "grab", "preprocess", "invoke", "decode", "nms", "decide", "led", "to_led")
 
 
 class FatalError(Exception):
@@ -245,7 +245,8 @@ class Daemon:
         timings = detections.timings
         ms["preprocess"] = timings.preprocess_ms
         ms["invoke"] = timings.invoke_ms
-        ms["decode_nms"] = timings.decode_nms_ms
+        ms["decode"] = timings.decode_ms
+        ms["nms"] = timings.nms_ms
         detected = clock()
         height, width = frame.image.shape[:2]
         decision = self.decider.decide(detections.faces, width, height, detected)

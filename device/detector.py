@@ -256,11 +256,12 @@ class Timings:
 
     preprocess_ms: float
     invoke_ms: float
-    decode_nms_ms: float
+    decode_ms: float  # dequantize, face threshold, box decoding
+    nms_ms: float  # suppression and mapping to frame pixels
 
     @property
     def total_ms(self) -> float:
-        return self.preprocess_ms + self.invoke_ms + self.decode_nms_ms
+        return self.preprocess_ms + self.invoke_ms + self.decode_ms + self.nms_ms
 
 
 @dataclass(frozen=True)
@@ -344,17 +345,6 @@ class Detector:
         self._interpreter.set_tensor(self._input_index, image[np.newaxis])
         self._interpreter.invoke()
         invoked = time.perf_counter()
-        faces = self._decode(letterbox)
-        done = time.perf_counter()
-        timings = Timings(
-            preprocess_ms=(preprocessed - start) * 1e3,
-            invoke_ms=(invoked - preprocessed) * 1e3,
-            decode_nms_ms=(done - invoked) * 1e3,
-        )
-        return Detections(faces=faces, timings=timings)
-
-    def _decode(self, letterbox: Letterbox) -> tuple[Face, ...]:
-        """Read the outputs of the last invoke -> faces in pixels of the letterboxed frame."""
         sidecar = self.sidecar
         scores = sidecar.scores.quantization.dequantize(
             self._interpreter.get_tensor(self._scores_index)[0]
@@ -362,15 +352,17 @@ class Detector:
         codes = sidecar.boxes.quantization.dequantize(
             self._interpreter.get_tensor(self._boxes_index)[0]
         )
-        return postprocess(
-            scores,
-            codes,
-            self._anchors,
-            sidecar.box_coder,
-            self.thresholds,
-            sidecar.nms_method,
-            letterbox,
+        found = decode(scores, codes, self._anchors, sidecar.box_coder, self.thresholds)
+        decoded = time.perf_counter()
+        faces = suppress(*found, self.thresholds, sidecar.nms_method, letterbox)
+        done = time.perf_counter()
+        timings = Timings(
+            preprocess_ms=(preprocessed - start) * 1e3,
+            invoke_ms=(invoked - preprocessed) * 1e3,
+            decode_ms=(decoded - invoked) * 1e3,
+            nms_ms=(done - decoded) * 1e3,
         )
+        return Detections(faces=faces, timings=timings)
 
 
 def postprocess(
@@ -382,18 +374,46 @@ def postprocess(
     nms_method: str,
     letterbox: Letterbox,
 ) -> tuple[Face, ...]:
-    """One image's model outputs -> faces, highest score first, boxes in frame pixels.
+    """One image's model outputs -> faces, highest score first, boxes in frame pixels:
+    :func:`decode` then :func:`suppress`. Shared by the device and by the desktop's
+    evaluation of float models, so both are scored the same way.
+    """
+    return suppress(
+        *decode(scores, codes, anchors, coder, thresholds), thresholds, nms_method, letterbox
+    )
+
+
+def decode(
+    scores: np.ndarray,
+    codes: np.ndarray,
+    anchors: np.ndarray,
+    coder: BoxCoder,
+    thresholds: Thresholds,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates: anchors whose face score reaches ``thresholds.face``, decoded.
 
     ``scores`` float [A, 2] probabilities (face, smile), ``codes`` float [A, 4] SSD codes,
-    ``anchors`` float32 [A, 4]. Faces scoring at least ``thresholds.face`` are decoded,
-    suppressed with :func:`nms` and mapped through ``letterbox``. Shared by the device and
-    by the desktop's evaluation of float models, so both are scored the same way.
+    ``anchors`` float32 [A, 4]. Returns boxes float [K, 4] (normalized input coordinates),
+    face scores [K] and smile probabilities [K].
     """
     candidates = np.flatnonzero(scores[:, 0] >= thresholds.face)
     boxes = coder.decode(codes[candidates], anchors[candidates])
-    kept = nms(boxes, scores[candidates, 0], iou_threshold=thresholds.nms_iou, method=nms_method)
+    return boxes, scores[candidates, 0], scores[candidates, 1]
+
+
+def suppress(
+    boxes: np.ndarray,
+    face_scores: np.ndarray,
+    smiles: np.ndarray,
+    thresholds: Thresholds,
+    nms_method: str,
+    letterbox: Letterbox,
+) -> tuple[Face, ...]:
+    """:func:`nms` over the candidates of :func:`decode`, boxes mapped to frame pixels
+    through ``letterbox``; highest score first."""
+    kept = nms(boxes, face_scores, iou_threshold=thresholds.nms_iou, method=nms_method)
     pixels = letterbox.to_source(kept.boxes)
-    smiles = scores[candidates[kept.indices], 1]
+    smiles = smiles[kept.indices]
     return tuple(
         Face(box=tuple(float(v) for v in box), score=float(score), smile=float(smile))
         for box, score, smile in zip(pixels, kept.scores, smiles, strict=True)

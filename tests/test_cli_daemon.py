@@ -119,7 +119,7 @@ def test_bench_prints_the_stage_table_and_end_to_end(capsys) -> None:
     code = main(["bench", "-n", "3", "--threads", "1", "2", "--presses", "3"])
     out = capsys.readouterr().out
     assert code == 0, out
-    for stage in ("grab", "preprocess", "invoke", "decode_nms", "led", "total"):
+    for stage in ("grab", "preprocess", "invoke", "decode", "nms", "led", "total"):
         assert any(line.startswith(stage) for line in out.splitlines()), stage
     assert "1 thread" in out and "2 threads" in out
     assert "3 presses through the daemon" in out and "3 captures stored" in out

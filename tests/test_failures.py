@@ -29,7 +29,7 @@ class Scripted:
         self.thresholds = Thresholds(face=0.5, smile=0.6, nms_iou=0.45)
 
     def detect(self, frame: np.ndarray, color: str = "rgb") -> Detections:
-        return Detections(self.faces, Timings(0.0, 0.0, 0.0))
+        return Detections(self.faces, Timings(0.0, 0.0, 0.0, 0.0))
 
 
 @pytest.fixture

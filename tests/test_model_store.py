@@ -446,7 +446,7 @@ def test_smoke_test_refuses_a_score_out_of_range() -> None:
     def detect(frame: np.ndarray) -> Detections:
         assert frame.shape == (6, 8, 3)
         face = Face(box=(0.0, 0.0, 4.0, 3.0), score=float("nan"), smile=0.5)
-        return Detections(faces=(face,), timings=Timings(0.0, 0.0, 0.0))
+        return Detections(faces=(face,), timings=Timings(0.0, 0.0, 0.0, 0.0))
 
     sidecar = Detector.load(SHIPPED).sidecar
     fake = SimpleNamespace(
