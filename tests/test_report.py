@@ -252,7 +252,9 @@ def test_table_rows_drops_and_speed_line(evaluated):
     )
     text = table(results)
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[1].startswith("| smilebot | 1.000 | 1.000 | 1.000 | 0.00 | 1.000 | 1.000 | 1.000")
+    assert rows[1].startswith(
+        "| smilebot | 1.000 | 1.000 | 1.000 | 0.00 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 (1.00) |"
+    )
     assert rows[2].startswith("| v1 Haar | 0.000 | 0.000 | n/a |")
     assert rows[3].startswith("| BlazeFace + fer | 1.000 |")
     assert "| smilebot | +0.000 / +0.000 / +0.000 | +0.000 / +0.000 / +0.000 |" in text
