@@ -19,9 +19,13 @@ ARGS ?=
 # make deploy PI=user@host: the Pi, reachable over ssh, with the daemon installed.
 PI ?=
 DROP := /var/lib/smilebot/models/incoming
+# What the Pi runs for make pull-captures (as installed by docs/INSTALL.md).
+PI_SMILEBOT := /opt/smilebot/venv/bin/smilebot
+PI_CONFIG := /etc/smilebot/smilebot.toml
+PI_HOST = $(lastword $(subst @, ,$(PI)))
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-pi lint format bench bench-compare data train convert eval card ablation deploy clean
+.PHONY: help venv run test test-pi lint format bench bench-compare data train convert eval card ablation deploy pull-captures clean
 
 help: ## show this help
 	@echo "smilebot - the Smiling Bot v2. Targets:"
@@ -109,6 +113,14 @@ deploy: ## send models/smilebot.{tflite,json} to the Pi's model drop folder: mak
 	  sudo mv $(DROP)/smilebot.json.partial $(DROP)/smilebot.json; \
 	  sudo mv $(DROP)/smilebot.tflite.partial $(DROP)/smilebot.tflite'
 	@echo "deployed; watch it being validated: ssh $(PI) journalctl -u smilebot -f"
+
+pull-captures: ## copy the Pi's captures into data/captures/<host>/: make pull-captures PI=user@host
+	@test -n "$(PI)" || { echo "make pull-captures: say which Pi: make pull-captures PI=user@host"; exit 2; }
+	mkdir -p data/captures/$(PI_HOST)
+	ssh $(PI) 'set -e; D=$$(mktemp -d); sudo chown smilebot $$D; \
+	  sudo -u smilebot $(PI_SMILEBOT) captures --config $(PI_CONFIG) export $$D/x >&2; \
+	  sudo tar -C $$D/x -cf - .; sudo rm -rf $$D' | tar -C data/captures/$(PI_HOST) -xf -
+	@echo "next: $(BIN)/smilebot-tools kindle data/captures/$(PI_HOST) --root data --out data/captures/$(PI_HOST).csv"
 
 clean: ## remove the venvs, caches, benchmark results and the simulation's state
 	rm -rf $(VENV) $(PI_VENV) $(RUN_VENV) .smilebot-sim results .pytest_cache .ruff_cache *.egg-info

@@ -261,3 +261,43 @@ def test_rater_csv_on_the_photos2_faces():
     assert len(df) == 80 and df["image"].nunique() == 30
     assert (df["smile"] == 1).sum() == 28 and df["smile"].isna().sum() == 9
     manifest.validate(df, SHARED)
+
+
+# --- the bot's captures ------------------------------------------------------------------
+
+
+def test_captures_export_round_trip(tmp_path):
+    """What `smilebot captures export` writes is what importers.captures reads."""
+    from smilebot.capture_log import CaptureLog
+    from smilebot.cli import main as smilebot
+
+    frame = np.full((48, 64, 3), 120, np.uint8)
+    days = (1_700_000_000.0, 1_700_000_060.0, 1_700_090_000.0)  # two on one day, one the next
+    with CaptureLog.open(tmp_path / "log") as log:
+        for when in days:
+            log.add(
+                trigger="button",
+                model_version="abc",
+                detections=[],
+                decision="no_face",
+                latency_ms={},
+                frame=frame,
+                time=when,
+            )
+    root = tmp_path / "data"
+    export = root / "captures" / "kitchen"
+    assert smilebot(["captures", "--folder", str(tmp_path / "log"), "export", str(export)]) == 0
+    with (export / "captures.jsonl").open("a") as jsonl:
+        jsonl.write('{"seq": 9, "time": 1700000100.0, "image": null}\n')  # privacy mode
+        jsonl.write("not json\n")
+    df, skipped = importers.captures(export, root, bot="kitchen")
+    assert df["image"].tolist() == [f"captures/kitchen/{n:08d}.jpg" for n in (1, 2, 3)]
+    assert df["group"].tolist() == [
+        "capture:kitchen:2023-11-14",
+        "capture:kitchen:2023-11-14",
+        "capture:kitchen:2023-11-15",
+    ]
+    assert (df["width"] == 64).all() and (df["height"] == 48).all()
+    assert df["face"].isna().all() and (df["source"] == "captures").all()
+    assert reasons(skipped).keys() == {("captures.jsonl", 4), ("captures.jsonl", 5)}
+    manifest.validate(df, root)

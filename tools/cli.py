@@ -89,7 +89,10 @@ def _kindle(args: argparse.Namespace) -> int:
     )
     out = args.out
     try:
-        imported = importers.image_folder(args.folder, root, source=args.source)
+        if (args.folder / importers.CAPTURES_JSONL).is_file():  # a `smilebot captures export`
+            imported = importers.captures(args.folder, root, bot=args.folder.name)
+        else:
+            imported = importers.image_folder(args.folder, root, source=args.source)
         records = kindle.run(
             imported.manifest["image"], root, out.with_suffix(".journal.jsonl"), config
         )
@@ -298,7 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     k = commands.add_parser(
         "kindle", help="label a folder of images with the teachers (two opinions each)"
     )
-    k.add_argument("folder", type=Path, help="images to label (searched recursively)")
+    k.add_argument(
+        "folder",
+        type=Path,
+        help="images to label (searched recursively), or a `smilebot captures export` folder "
+        "(its captures grouped by bot and day)",
+    )
     k.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     k.add_argument("--root", type=Path, help="manifest paths are relative to this [FOLDER]")
     k.add_argument("--source", default="folder", help="the manifest's source name [folder]")

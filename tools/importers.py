@@ -14,17 +14,20 @@ the brow-to-chin convention; then they are clipped to the image. Faces whose fin
 narrower or shorter than ``MIN_FACE_PX`` are ``ignore`` regions.
 
 Not the job of this module: finding faces (kindle.py), splits (manifest.assign_splits),
-or the bot's capture log.
+or reading the bot's capture log itself (``smilebot captures export`` writes what
+:func:`captures` reads).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import posixpath
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -178,6 +181,54 @@ def image_folder(
             | {"group": f"folder:{group}"}
         )
     return _done("image_folder", rows, skipped)
+
+
+# --- the bot's captures ----------------------------------------------------------------
+
+CAPTURES_JSONL = "captures.jsonl"
+
+
+def captures(export: Path, root: Path, bot: str = "bot") -> Imported:
+    """A ``smilebot captures export`` folder (images + ``captures.jsonl``) as unlabeled rows.
+
+    One no-face row per capture with an image (for kindling or rating), ``source``
+    ``"captures"``; ``group`` ``capture:<bot>:<UTC day>``, so a day's captures (often the same
+    people, minutes apart) stay in one split. Privacy-mode records (no image), bad JSON lines
+    and unreadable images are skipped with the line number. The bot's own detections are not
+    imported as labels: a model must not be trained on its own opinions.
+    """
+    relative_to_root(export, root)
+    path = Path(export) / CAPTURES_JSONL
+    rows, skipped = [], []
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            name, when = record["image"], float(record["time"])
+        except (ValueError, KeyError, TypeError) as err:
+            skipped.append(Skipped(str(path), number, f"not a capture record: {err}"))
+            continue
+        if not name:
+            skipped.append(Skipped(str(path), number, "no image (privacy mode)"))
+            continue
+        image_path = Path(export) / name
+        try:
+            width, height = image_size(image_path)
+        except UnreadableImageError as err:
+            skipped.append(Skipped(str(image_path), number, str(err)))
+            continue
+        day = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d")
+        rows.append(
+            {
+                "image": relative_to_root(image_path, root),
+                "width": width,
+                "height": height,
+                "source": "captures",
+                "group": f"capture:{bot}:{day}",
+            }
+        )
+    return _done("captures", rows, skipped)
 
 
 # --- WIDER FACE ----------------------------------------------------------------------
