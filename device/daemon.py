@@ -83,7 +83,8 @@ class PressResult:
     error: str | None = None
 
     def line(self) -> str:
-        """The journal line, e.g. ``press 12 button: SMILE (smile 0.91, 1 face) 4.2 ms ...``."""
+        """The journal line, e.g. ``press #12 button: SMILE (smile 0.91, threshold 0.74, 1 face);
+        2.2 ms to LED (grab 0.3 ...); log 2.1 ms; model 095d930ab5f6``."""
         ms = self.latency_ms
         if self.decision is None:
             head = f"ERROR ({self.error})"
@@ -92,7 +93,9 @@ class PressResult:
             faces = f"{n} face{'s' if n != 1 else ''}"
             head = self.decision.outcome.name.replace("_", " ")
             if face is not None:
-                head += f" (smile {face.smile:.2f} >= {self.decision.threshold:.2f}? {faces})"
+                head += (
+                    f" (smile {face.smile:.2f}, threshold {self.decision.threshold:.2f}, {faces})"
+                )
             if self.error:
                 head += f", not stored: {self.error}"
         stages = " ".join(f"{k} {ms[k]:.1f}" for k in STAGES[1:-1] if k in ms)
