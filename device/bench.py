@@ -6,9 +6,10 @@ Three measurements, printed as tables of median and 95th percentile milliseconds
   interpreter threads: grab (the frame source), preprocess, invoke, decode, NMS (from
   :class:`~smilebot.detector.Timings`) and the LED update (a mock PWMLED), over ``n``
   frames after a warm-up;
-- **end to end**: the real :class:`~smilebot.daemon.Daemon` on mock pins (its model store
-  opens the preferred runtime), a fresh model store and capture log in a temporary
-  folder; each press drives the mock button pin, and the figures are the daemon's own:
+- **end to end**: the daemon started as ``smilebot run --simulate`` starts it
+  (:func:`smilebot.app.serve`: mock pins, the frame folder as camera, the preferred
+  runtime), with a fresh model store and capture log in a temporary folder; each press
+  drives the mock button pin, and the figures are the daemon's own:
   press to LED with its split, the capture log's write per press, and the process's
   resident memory before and after;
 - **trained vs random** (the seed's question: are trained ReLU nets, being sparser, faster
@@ -35,16 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from smilebot.app import retention
-from smilebot.camera import FrameSource
-from smilebot.capture_log import CaptureLog
+from smilebot.app import Hooks, serve
+from smilebot.camera import FolderSource, FrameSource
 from smilebot.config import Config
 from smilebot.daemon import STAGES, Daemon, PressResult
 from smilebot.detector import Detector
 from smilebot.hardware import Led, Pattern, Trigger, use_mock_pins
-from smilebot.model_store import ModelStore
 from smilebot.opcount import macs
 from smilebot.runtime import load_interpreter
+from smilebot.systemd import Notifier
 
 STAGE_NAMES = ("grab", "preprocess", "invoke", "decode", "nms", "led", "total")
 TRAINED, RANDOM = "trained", "random"
@@ -119,15 +119,37 @@ class EndToEnd:
     rss_after_mb: float
 
 
-def end_to_end(config: Config, source: FrameSource, presses: int) -> EndToEnd:
-    """Press the mock nose ``presses`` times through the real daemon; see the module doc."""
-    use_mock_pins()
+def end_to_end(config: Config, presses: int) -> EndToEnd:
+    """Start the real daemon (:func:`smilebot.app.serve` on mock pins) with ``config``, a
+    fresh model store (seeded with ``config.model.seed``) and capture log in a temporary
+    folder; press the mock nose ``presses`` times, then stop it. The figures are the
+    daemon's own (:class:`~smilebot.daemon.PressResult`)."""
     results: list[PressResult] = []
     answered = threading.Event()
+    rss: dict[str, float] = {}
+    problems: list[str] = []
 
     def report(result: PressResult) -> None:
         results.append(result)
         answered.set()
+
+    def press_all(trigger: Trigger, stop: threading.Event) -> None:
+        try:
+            rss["before"] = rss_mb()
+            gap_s = config.trigger.bounce_ms / 1e3 + 0.01  # or the debounce drops the press
+            for _ in range(presses):
+                time.sleep(gap_s)
+                answered.clear()
+                trigger.press(0.001)
+                if not answered.wait(30.0):
+                    problems.append("the daemon did not answer a press within 30 s")
+                    return
+            rss["after"] = rss_mb()
+        finally:
+            stop.set()
+
+    def started(trigger: Trigger, _daemon: Daemon, stop: threading.Event) -> None:
+        threading.Thread(target=press_all, args=(trigger, stop), name="bench-nose").start()
 
     with tempfile.TemporaryDirectory(prefix="smilebot-bench-") as tmp:
         config = dataclasses.replace(
@@ -135,32 +157,11 @@ def end_to_end(config: Config, source: FrameSource, presses: int) -> EndToEnd:
             model=dataclasses.replace(config.model, dir=f"{tmp}/models"),
             captures=dataclasses.replace(config.captures, folder=f"{tmp}/captures"),
         )
-        m = config.model
-        store = ModelStore.open(Path(m.dir), threads=m.threads, seed=Path(m.seed), settle_s=0.0)
-        log = CaptureLog.open(Path(config.captures.folder), retention(config))
-        led = Led(config.led)
-        daemon = Daemon(config, camera=source, store=store, log=log, led=led, report=report)
-        trigger = Trigger(config.trigger, daemon.press)
-        stop = threading.Event()
-        loop = threading.Thread(target=daemon.run, args=(stop,), name="bench-daemon")
-        loop.start()
-        try:
-            rss_before = rss_mb()
-            gap_s = config.trigger.bounce_ms / 1e3 + 0.01  # or the debounce drops the press
-            for _ in range(presses):
-                time.sleep(gap_s)
-                answered.clear()
-                trigger.press(0.001)
-                if not answered.wait(30.0):
-                    raise RuntimeError("the daemon did not answer a press within 30 s")
-            rss_after = rss_mb()
-        finally:
-            stop.set()
-            loop.join()
-            trigger.close()
-            led.close()
-            log.close()
-            store.close()
+        hooks = Hooks(simulate=True, report=report, started=started)
+        code = serve(config, hooks, notifier=Notifier({}), handle_signals=False)
+    if code or problems:
+        raise RuntimeError(problems[0] if problems else f"the daemon exited with {code}")
+    rss_before, rss_after = rss["before"], rss["after"]
     split = {
         stage: Summary.of([r.latency_ms[stage] for r in results if stage in r.latency_ms])
         for stage in STAGES[:-1]
@@ -293,7 +294,7 @@ def _summary_figures(name: str, s: Summary) -> list[dict]:
 
 def measure(
     model: Path,
-    source: FrameSource,
+    source: FolderSource,
     config: Config,
     *,
     runtimes: Sequence[str],
@@ -323,9 +324,11 @@ def measure(
         echo(format_ops(report.ops))
     if presses:
         seeded = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, seed=str(model))
+            config,
+            model=dataclasses.replace(config.model, seed=str(model)),
+            camera=dataclasses.replace(config.camera, source="folder", folder=str(source.folder)),
         )
-        report.end_to_end = end_to_end(seeded, source, presses)
+        report.end_to_end = end_to_end(seeded, presses)
         echo(format_end_to_end(report.end_to_end))
     return report
 
