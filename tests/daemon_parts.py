@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from smilebot.capture_log import CaptureLog
 from smilebot.detector import Detector
 from smilebot.hardware import Pattern
 from smilebot.model_store import Swap
+from tests.test_capture_log import assert_consistent
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "smilebot.tflite"
@@ -97,13 +97,8 @@ def sample_frames() -> list[np.ndarray]:
 
 def consistent(log: CaptureLog, expected: int) -> None:
     """``expected`` captures; integrity_check passes; rows and image files agree exactly."""
-    with sqlite3.connect(log.db_path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    rows = log.list(limit=10**6)
-    assert len(rows) == expected
-    files = {p.name for p in log.folder.glob("*.jpg")}
-    assert {c.image.name for c in rows if c.image} == files
-    assert not list(log.folder.glob("*.partial"))
+    assert_consistent(log)
+    assert log.stats().count == expected
 
 
 @pytest.fixture
