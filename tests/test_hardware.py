@@ -99,7 +99,7 @@ def test_five_bounce_toggles_within_10ms_are_one_press(pins, opened, bounce_ms, 
     started = time.monotonic()
     for level in (0, 1, 0, 1, 0):  # low is pressed (pull_up)
         pin.drive_high() if level else pin.drive_low()
-    assert time.monotonic() - started < 0.01
+    assert time.monotonic() - started < 0.04  # ~0.1 ms, but inside the 50 ms bounce even if stalled
     pin.drive_high()
     assert presses == ["button"] * expected  # bounce_ms = 0: only the mock's lack of filtering
 
