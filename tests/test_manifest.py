@@ -274,3 +274,18 @@ def test_stats_counts_per_source_and_split():
         "smile_0",
         "smile_unknown",
     ]
+
+
+def test_images_sha256_follows_the_pixels_not_the_rows(tmp_path):
+    df = manifest.new([face("a.jpg", 0), face("a.jpg", 1), no_face("sub/b.jpg")])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"aaa")
+    (tmp_path / "sub" / "b.jpg").write_bytes(b"bbb")
+    first = manifest.images_sha256(df, tmp_path)
+    assert manifest.images_sha256(df.iloc[::-1], tmp_path) == first  # order-free
+    assert manifest.images_sha256(df.iloc[:2], tmp_path) != first  # b.jpg left out
+    (tmp_path / "a.jpg").write_bytes(b"aab")
+    assert manifest.images_sha256(df, tmp_path) != first  # same rows, other pixels
+    (tmp_path / "sub" / "b.jpg").unlink()
+    with pytest.raises(ManifestError, match=r"sub/b\.jpg"):
+        manifest.images_sha256(df, tmp_path)

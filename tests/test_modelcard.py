@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -64,3 +65,10 @@ def test_card_without_an_evaluation_says_so(model: Path) -> None:
     assert sorted(p.name for p in (model.parent / "card").iterdir()) == sorted(
         Path(p).name for p in linked_pictures(text)
     )
+
+
+def test_card_names_the_image_hashes_when_the_sidecar_has_them(model: Path) -> None:
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    sidecar["data"]["train"]["images_sha256"] = "ab" * 32
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    assert f"train images `{'ab' * 6}`" in write_card(model).read_text()

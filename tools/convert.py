@@ -100,7 +100,11 @@ def convert(run: Path, out: Path, calibration: int = 300) -> dict:
         "config": config,
     }
     sidecar["data"] = {
-        name: {"path": config[key], "sha256": _sha256(Path(config[key]).read_bytes())}
+        name: {
+            "path": config[key],
+            "sha256": _sha256(Path(config[key]).read_bytes()),
+            "images_sha256": manifest.images_sha256(manifest.load(config[key]), root),
+        }
         for name, key in (("train", "train_manifest"), ("val", "val_manifest"))
     }
     sidecar["versions"] = _versions()

@@ -410,6 +410,20 @@ def _hash_split(group: str, fractions: Mapping[str, float], seed: int) -> str:
     return list(fractions)[-1]  # u within rounding of 1.0
 
 
+def images_sha256(df: pd.DataFrame, root: Path | str) -> str:
+    """One sha256 over every image the manifest names: its path and its bytes' sha256, one
+    line each, sorted by path. A manifest's own hash fixes labels, not pixels (``make data``
+    keeps existing scene files), so a model's sidecar records both."""
+    lines = []
+    for image in sorted(set(df["image"])):
+        try:
+            digest = hashlib.sha256(Path(root, image).read_bytes()).hexdigest()
+        except OSError as err:
+            raise ManifestError(f"{Path(root, image)}: {err.strerror or err}") from err
+        lines.append(f"{digest}  {image}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def stats(df: pd.DataFrame) -> pd.DataFrame:
     """Counts per (source, split): images, faces, ignored faces, smile 1 / 0 / unknown.
 

@@ -93,6 +93,11 @@ def card(
         f"steps then {training['joint_steps']} joint steps, batch {training['batch_size']}, "
         f"seed {training['seed']}; data manifests sha256 "
         + ", ".join(f"{k} `{v['sha256'][:12]}`" for k, v in sidecar["data"].items())
+        + "".join(
+            f", {k} images `{v['images_sha256'][:12]}`"
+            for k, v in sidecar["data"].items()
+            if "images_sha256" in v
+        )
         + ".",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in sidecar["versions"].items()) + ".",
         "",
