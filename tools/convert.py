@@ -30,7 +30,6 @@ import os
 import platform
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -51,7 +50,7 @@ from smilebot_tools.evaluate import (
     threshold_for_precision,
 )
 from smilebot_tools.model import ModelConfig, build_model, export_model
-from smilebot_tools.predict import FloatDetector, truths_and_founds
+from smilebot_tools.predict import FloatDetector, int8_detector, truths_and_founds
 from smilebot_tools.train import COMMANDS
 
 log = logging.getLogger(__name__)
@@ -82,9 +81,7 @@ def convert(run: Path, out: Path, calibration: int = 300) -> dict:
     sidecar = describe(out, model_config, Thresholds(FACE_THRESHOLD, 0.5, NMS_IOU))
     _write(out.with_suffix(".json"), json.dumps(sidecar, indent=1).encode())
 
-    evaluated = Detector.load(out)
-    evaluated.sidecar = replace(evaluated.sidecar, thresholds=Thresholds(0.05, 0.5, NMS_IOU))
-    int8_found = truths_and_founds(evaluated, val)
+    int8_found = truths_and_founds(int8_detector(out), val)
     face_threshold = best_face_threshold(*int8_found)
     chosen = threshold_for_precision(*smile_pairs(*int8_found), TARGET_PRECISION)[0]
     smile_threshold = float(chosen) if np.isfinite(chosen) else 0.5

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from smilebot.box_coder import BoxCoder
-from smilebot.detector import Detections, Thresholds, Timings, decode, suppress
+from smilebot.detector import Detections, Detector, Thresholds, Timings, decode, suppress
 from smilebot.preprocess import preprocess
 from smilebot_tools.evaluate import Found, Truth
 from smilebot_tools.model import ModelConfig
@@ -56,6 +56,14 @@ class FloatDetector:
         done = time.perf_counter()
         ms = ((invoked - start) * 1e3, (decoded - invoked) * 1e3, (done - decoded) * 1e3)
         return Detections(faces, Timings(0.0, *ms))
+
+
+def int8_detector(path) -> Detector:
+    """The int8 model at ``path`` through the device's Detector, keeping every face down to
+    ``EVAL_THRESHOLDS.face`` (the sidecar's operating thresholds would cut the PR curve)."""
+    detector = Detector.load(path)
+    detector.thresholds = EVAL_THRESHOLDS
+    return detector
 
 
 def truths_and_founds(detector, records: Sequence[Example]) -> tuple[list[Truth], list[Found]]:
