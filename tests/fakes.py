@@ -37,6 +37,7 @@ def use_stand_in_teachers(monkeypatch, p_fer: float, p_facex: float) -> dict:
         "facex": OneFace("fx@0", p_facex),
     }
     monkeypatch.setattr(kindle, "_load_teachers", lambda config: kindle._TEACHERS.update(fakes))
+    monkeypatch.setattr(kindle, "_smile_teachers", lambda: [fakes["fer"], fakes["facex"]])
     return fakes
 
 

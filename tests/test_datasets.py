@@ -84,11 +84,15 @@ def test_build_end_to_end_with_stand_in_teachers(tmp_path, monkeypatch):
     assert (kindled["box_source"] == "bf@0+mt@0").all()
     assert kindled["smile"].isna().all()  # fer says 0.9, facex 0.2: the opinions differ
     assert result.smile_agreement["disagree"] == result.smile_agreement["faces"] > 0
+    # faces24 crops get the same rule (cached in kindle/): here every one is a disagreement
+    assert result.faces24_smiles["disagree"] == result.faces24_smiles["crops"] > 10_000
+    assert (tmp_path / "kindle" / "faces24_smiles.npz").exists()
 
     paths = datacard.write_outputs(result, tmp_path, config)
     assert all(p.exists() for p in paths)
     assert manifest.load(tmp_path / "manifests" / "val.csv")["split"].eq("val").all()
     assert "photos2" in (tmp_path / "DATA_CARD.md").read_text()
+    assert "- faces24 smiles (the same rule" in (tmp_path / "DATA_CARD.md").read_text()
     before = (tmp_path / "manifests" / "all.csv").read_bytes()
     again = datasets.build(tmp_path, SHARED, config)  # resumable: same result, nothing redone
     manifest.save(again.all, tmp_path / "again.csv")

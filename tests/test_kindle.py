@@ -114,3 +114,39 @@ def test_journal_lines_are_json(tmp_path, fake_teachers):
     journal = tmp_path / "j.jsonl"
     kindle.run(["a.jpg"], tmp_path, journal, KindleConfig(workers=1))
     assert [json.loads(line)["image"] for line in journal.read_text().splitlines()] == ["a.jpg"]
+
+
+class BrightnessSmile:
+    """P(happy) = the crop's mean brightness / 255; checks the crop is upscaled and whole."""
+
+    def __init__(self, tag, gain=1.0):
+        self.tag, self.gain, self.calls = tag, gain, 0
+
+    def p_happy(self, gray, boxes):
+        self.calls += 1
+        side = kindle.CROP_TEACHER_SIDE
+        assert gray.shape == (side, side) and boxes.tolist() == [[0, 0, side, side]]
+        return np.array([min(1.0, gray.mean() / 255 * self.gain)], np.float32)
+
+
+def test_second_opinion_rule():
+    assert kindle.second_opinion(0.9, 0.6, 0.5) == 1
+    assert kindle.second_opinion(0.1, 0.5, 0.5) == 0  # "> happy", so 0.5 is not happy
+    assert kindle.second_opinion(0.9, 0.2, 0.5) is None
+
+
+def test_crop_smiles_labels_caches_and_notices_other_crops(tmp_path):
+    crops = np.stack([np.full((24, 24), v, np.uint8) for v in (30, 140, 230)])
+    # fer: 0.12, 0.55, 0.9; facex (x0.8): 0.09, 0.44, 0.72 -> not, disagree, smiling
+    teachers = [BrightnessSmile("fer@1"), BrightnessSmile("facex@2", gain=0.8)]
+    cache = tmp_path / "kindle" / "crops.npz"
+    labels, source = kindle.crop_smiles(crops, cache, 0.5, teachers)
+    assert (labels, source) == ([0, None, 1], "fer@1+facex@2")
+    assert teachers[0].calls == 3 and cache.exists()
+    again = kindle.crop_smiles(crops, cache, 0.5, teachers)
+    assert again == (labels, source) and teachers[0].calls == 3  # from the cache
+    assert kindle.crop_smiles(crops, cache, 0.4, teachers)[0] == [0, 1, 1]  # rule re-applied
+    kindle.crop_smiles(crops[::-1].copy(), cache, 0.5, teachers)
+    assert teachers[0].calls == 6  # other crops: judged again
+    cache.write_bytes(b"torn")
+    assert kindle.crop_smiles(crops, cache, 0.5, teachers) == (labels, source)

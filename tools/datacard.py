@@ -18,7 +18,7 @@ import pandas as pd
 
 from smilebot_tools import manifest
 from smilebot_tools.datasets import BuildConfig, BuildResult
-from smilebot_tools.kindle import read_journal
+from smilebot_tools.kindle import CROP_TEACHER_SIDE, read_journal, second_opinion
 from smilebot_tools.sheets import Tile, contact_sheet, manifest_tiles
 
 SHEET_FACES = 200  # tiles per contact sheet, sampled evenly
@@ -41,20 +41,21 @@ def write_outputs(result: BuildResult, data: Path, config: BuildConfig) -> list[
     stats = manifest.stats(result.all)
     stats.to_csv(out / "stats.csv", index=False)
     written += [out / n for n in ("disagreements.csv", "skipped.csv", "stats.csv")]
-    written += write_sheets(result, data)
+    written += write_sheets(result, data, config.kindle.happy)
     card = data / "DATA_CARD.md"
     card.write_text(data_card(result, stats, config))
     return [*written, card]
 
 
-def write_sheets(result: BuildResult, data: Path) -> list[Path]:
-    """Kindled faces with both teachers' P(happy), by-eye val faces, disagreements."""
+def write_sheets(result: BuildResult, data: Path, happy: float) -> list[Path]:
+    """Kindled faces with both teachers' P(happy) (the label by the second-opinion rule at
+    ``happy``), by-eye val faces, disagreements."""
     records = read_journal(data / "kindle" / "journal.jsonl")
     kindled = []
     for image, record in sorted(records.items()):
         for face in record.get("faces", []):
             fer, facex = face["p_fer"], face["p_facex"]
-            smile = int(fer > 0.5) if (fer > 0.5) == (facex > 0.5) else None
+            smile = second_opinion(fer, facex, happy)
             caption = f"F{fer:.2f} X{facex:.2f}"
             kindled.append(Tile(data / image, tuple(face["box"]), smile, caption))
     val = result.all[result.all["split"] == "val"]
@@ -115,6 +116,8 @@ def data_card(result: BuildResult, stats: pd.DataFrame, config: BuildConfig) -> 
         "`manifests/disagreements.csv`.",
         "- Kindled smiles (second-opinion rule, P(happy) > "
         f"{config.kindle.happy} from both fer and facex): " + json.dumps(result.smile_agreement),
+        "- faces24 smiles (the same rule on each 24x24 crop, upscaled to "
+        f"{CROP_TEACHER_SIDE} px): " + json.dumps(result.faces24_smiles),
         "- Validation faces of photos2: boxes and smiles checked by a person "
         "(shared data pack `photos2/FACES.csv`; 'slight' smiles are unknown).",
         "- Synthetic scenes: faces24 crops and labelled training faces pasted onto training "

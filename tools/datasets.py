@@ -66,6 +66,7 @@ class BuildResult:
     disagreements: pd.DataFrame
     skipped: list[importers.Skipped]
     smile_agreement: dict
+    faces24_smiles: dict
     teachers_vs_rater: dict
     starter: starter.RebuildReport
 
@@ -97,7 +98,8 @@ def build(data: Path, cache: Path | None, config: BuildConfig) -> BuildResult:
     labelled = manifest.merge(base[base["box_source"] != ""], kindled, rater)
     labelled = split(labelled, config.seed)
 
-    scenes = _synthesise(data, labelled, config)
+    faces24 = _faces24_crops(data, config.kindle.happy)
+    scenes = _synthesise(data, labelled, faces24, config)
     everything = manifest.merge(labelled, scenes)
     manifest.validate(everything, root=data)
     return BuildResult(
@@ -105,6 +107,7 @@ def build(data: Path, cache: Path | None, config: BuildConfig) -> BuildResult:
         disagreements=disagreements,
         skipped=skipped,
         smile_agreement=kindle.smile_agreement(records, config.kindle.happy),
+        faces24_smiles=_smile_counts([crop.smile for crop in faces24]),
         teachers_vs_rater=comparison,
         starter=report,
     )
@@ -239,15 +242,35 @@ def _face_crops(data: Path, rows: pd.DataFrame, grow: float = 0.4) -> list[synth
     return crops
 
 
-def _synthesise(data: Path, labelled: pd.DataFrame, config: BuildConfig) -> pd.DataFrame:
+def _faces24_crops(data: Path, happy: float) -> list[synth.FaceCrop]:
+    """OpenCV's faces24 crops with the smile teachers' second-opinion labels."""
+    pixels = np.load(data / "starter" / "faces24" / "faces24.npy")
+    smiles, source = kindle.crop_smiles(pixels, data / "kindle" / "faces24_smiles.npz", happy)
+    return [
+        replace(crop, smile=smile, smile_source=source if smile is not None else "")
+        for crop, smile in zip(synth.faces24_crops(pixels), smiles, strict=True)
+    ]
+
+
+def _smile_counts(smiles: list[int | None]) -> dict:
+    return {
+        "crops": len(smiles),
+        "smiling": smiles.count(1),
+        "not_smiling": smiles.count(0),
+        "disagree": smiles.count(None),
+    }
+
+
+def _synthesise(
+    data: Path, labelled: pd.DataFrame, faces24: list[synth.FaceCrop], config: BuildConfig
+) -> pd.DataFrame:
     """Training scenes on training backgrounds: the first half pastes OpenCV's faces24
-    crops (many identities, no smile labels; at most ``FACES24_MAX_WIDTH`` of the image
-    height, as 24 px upscaled further is only blur), the second half labelled real faces of
-    the training split (few identities, with smile labels)."""
+    crops (many identities, smiles by the second-opinion rule; at most
+    ``FACES24_MAX_WIDTH`` of the image height, as 24 px upscaled further is only blur), the
+    second half labelled real faces of the training split (few identities)."""
     train = labelled[labelled["split"] == "train"]
     backgrounds = [data / p for p in train.loc[train["source"] == "backgrounds", "image"]]
     real = train[train["face"].notna() & ~train["ignore"].astype(bool) & train["smile"].notna()]
-    faces24 = synth.faces24_crops(np.load(data / "starter" / "faces24" / "faces24.npy"))
     real_crops = _face_crops(data, real)
     if not real_crops:
         log.warning("no labelled training faces: every synthetic scene uses faces24 crops")

@@ -10,6 +10,9 @@ expression models (fer and facex) give P(happy); the smile label is 1 where both
 "happy", 0 where both say "not happy" and unknown where they disagree: the
 second-opinion rule.
 
+:func:`crop_smiles` applies the same rule to face crops that need no detector (OpenCV's
+24x24 faces24), caching the teachers' scores.
+
 Each image's result is appended to a JSON-lines journal (flushed and fsynced) as soon
 as it is done, so an interrupted run loses nothing and a restart skips what is
 already labelled. Unreadable images are recorded with the reason and skipped.
@@ -21,6 +24,7 @@ Not the job of this module: running a teacher (teachers.py), the manifest format
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -38,6 +42,8 @@ from smilebot.boxes import pairwise_iou
 from smilebot_tools import manifest
 
 log = logging.getLogger(__name__)
+
+CROP_TEACHER_SIDE = 96  # px: small face crops are upscaled to this before the smile teachers
 
 
 @dataclass(frozen=True)
@@ -238,8 +244,7 @@ def to_manifest(
             rows.append(common | {"box_source": "+".join(record["detectors"])})
         for k, face in enumerate(faces):
             x1, y1, x2, y2 = (round(v, 2) for v in face["box"])  # 0.01 px is plenty
-            votes = (face["p_fer"] > config.happy, face["p_facex"] > config.happy)
-            smile = int(votes[0]) if votes[0] == votes[1] else None
+            smile = second_opinion(face["p_fer"], face["p_facex"], config.happy)
             rows.append(
                 common
                 | {"box_source": f"{face['blazeface']['tag']}+{face['mtcnn']['tag']}"}
@@ -254,6 +259,66 @@ def to_manifest(
             )
     columns = ["image", "teacher", "score", "x1", "y1", "x2", "y2"]
     return manifest.new(rows), pd.DataFrame(disagreements, columns=columns)
+
+
+def second_opinion(p_fer: float, p_facex: float, happy: float) -> int | None:
+    """The smile label: 1 where both teachers' P(happy) > ``happy``, 0 where neither's is,
+    None (unknown) where they disagree."""
+    votes = (p_fer > happy, p_facex > happy)
+    return int(votes[0]) if votes[0] == votes[1] else None
+
+
+def crop_smiles(
+    crops: np.ndarray, cache: Path, happy: float, teachers: list | None = None
+) -> tuple[list[int | None], str]:
+    """Smile labels for whole-face gray crops (uint8 ``[N, h, w]``, e.g. OpenCV's 24x24
+    faces24, loose Haar-like framing as fer and facex expect): each crop is upscaled to
+    ``CROP_TEACHER_SIDE`` px and judged by both teachers (``teachers``: fer and facex, loaded
+    when None); the second-opinion rule gives the labels. Returns them and the
+    ``smile_source`` tag. P(happy) are kept in ``cache`` (``.npz``) with the crops' sha256
+    and the teachers' tags, and reused while the crops match (as with the journal, delete
+    it after upgrading a teacher)."""
+    digest = hashlib.sha256(np.ascontiguousarray(crops).tobytes()).hexdigest()
+    p = _cached_crop_scores(cache, digest)
+    if p is None:
+        p = _crop_scores(crops, teachers or _smile_teachers())
+        p["sha256"] = np.array(digest)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.tmp.npz")
+        np.savez(tmp, **p)
+        os.replace(tmp, cache)
+    labels = [second_opinion(f, x, happy) for f, x in zip(p["p_fer"], p["p_facex"], strict=True)]
+    return labels, "+".join(str(t) for t in p["tags"])
+
+
+def _smile_teachers() -> list:
+    from smilebot_tools.teachers import load_teachers  # imports TensorFlow
+
+    return load_teachers(["fer", "facex"])
+
+
+def _cached_crop_scores(cache: Path, digest: str) -> dict | None:
+    """The cached P(happy) arrays when ``cache`` holds them for crops of sha256 ``digest``."""
+    try:
+        with np.load(cache) as saved:
+            p = {key: saved[key] for key in saved.files}
+    except (OSError, ValueError):
+        return None
+    if str(p.get("sha256")) != digest or not {"p_fer", "p_facex", "tags"} <= p.keys():
+        log.info("%s is for other crops: judging them again", cache)
+        return None
+    return p
+
+
+def _crop_scores(crops: np.ndarray, teachers: list) -> dict:
+    """P(happy) of each teacher (fer, then facex) for each crop, float32 [N] each."""
+    whole = np.array([[0, 0, CROP_TEACHER_SIDE, CROP_TEACHER_SIDE]], np.float64)
+    out = np.full((len(teachers), len(crops)), np.nan, np.float32)
+    for i, crop in enumerate(tqdm(crops, desc="smile teachers on crops", unit="crop")):
+        up = cv2.resize(crop, (CROP_TEACHER_SIDE,) * 2, interpolation=cv2.INTER_CUBIC)
+        for t, teacher in enumerate(teachers):
+            out[t, i] = teacher.p_happy(up, whole)[0]
+    return {"p_fer": out[0], "p_facex": out[1], "tags": np.array([t.tag for t in teachers])}
 
 
 def smile_agreement(records: dict[str, dict], happy: float) -> dict:
