@@ -410,7 +410,12 @@ def suppress(
     letterbox: Letterbox,
 ) -> tuple[Face, ...]:
     """:func:`nms` over the candidates of :func:`decode`, boxes mapped to frame pixels
-    through ``letterbox``; highest score first."""
+    through ``letterbox``; highest score first. A candidate less than a frame pixel wide or
+    tall once clipped to the frame (it lies in the letterbox's padding) is no face of the
+    frame and is left out first."""
+    clipped = letterbox.to_source(boxes)
+    inside = np.flatnonzero(np.all(clipped[:, 2:] - clipped[:, :2] >= 1.0, axis=1))
+    boxes, face_scores, smiles = boxes[inside], face_scores[inside], smiles[inside]
     kept = nms(boxes, face_scores, iou_threshold=thresholds.nms_iou, method=nms_method)
     pixels = letterbox.to_source(kept.boxes)
     smiles = smiles[kept.indices]

@@ -359,3 +359,34 @@ def test_detect_without_a_usable_model_exits_2(model, images, tmp_path, monkeypa
     assert cli.main(["detect", "--model", str(bad), face]) == 2
     err = capsys.readouterr().err
     assert "sha256" in err and err.count("\n") == 1
+
+
+def test_suppress_drops_candidates_that_lie_in_the_letterbox_padding():
+    """A wide 400x100 frame fills 192x48 of the 192x144 input, 48 rows of padding above it.
+    A candidate wholly in that padding clips to a zero-height box: no face of the frame,
+    and it must not suppress a real face it overlaps."""
+    from smilebot.detector import Thresholds, suppress
+    from smilebot.preprocess import Letterbox
+
+    letterbox = Letterbox.fit(400, 100)
+    assert (letterbox.pad_y, letterbox.content_height) == (48, 48)
+    boxes = np.array(
+        [
+            [0.10, 0.05, 0.30, 0.30],  # rows 7..43 of the input: all padding
+            [0.10, 0.05, 0.30, 1 / 3],  # rows 7..48: touches the frame (float: a sliver)
+            [0.10, 0.10, 0.30, 0.50],  # rows 14..72: half in the frame, overlapping both
+        ],
+        np.float32,
+    )
+    faces = suppress(
+        boxes,
+        np.array([0.95, 0.9, 0.8], np.float32),
+        np.array([0.2, 0.1, 0.7], np.float32),
+        Thresholds(face=0.5, smile=0.5, nms_iou=0.3),
+        "greedy",
+        letterbox,
+    )
+    assert len(faces) == 1 and faces[0].score == pytest.approx(0.8)
+    x1, y1, x2, y2 = faces[0].box
+    assert y1 == 0.0 and y2 == pytest.approx((0.5 * 144 - 48) / letterbox.scale)
+    assert x2 > x1 and faces[0].smile == pytest.approx(0.7)
