@@ -44,6 +44,12 @@ def latency(model: Path, frames: list[np.ndarray], threads: int = 1) -> dict[str
     return {name: float(np.median(values)) for name, values in stages.items()}
 
 
+def _threshold_data(metrics: dict) -> str:
+    """Where the face threshold was chosen: the sources named in the sidecar, else all of val."""
+    sources = metrics.get("face_threshold_sources")
+    return f"validation's {' and '.join(sources)}" if sources else "validation"
+
+
 def card(
     sidecar: dict,
     timing: dict[str, float],
@@ -84,7 +90,8 @@ def card(
         "probabilities) and `boxes` (SSD codes).",
         f"- File: `{sidecar['model']}`, {metrics['size_bytes']:,} bytes, sha256 "
         f"`{sidecar['sha256'][:16]}...`.",
-        f"- Thresholds: face {thresholds['face']} (the best F1 of detections on validation), "
+        f"- Thresholds: face {thresholds['face']} (the best F1 of detections on "
+        f"{_threshold_data(metrics)}), "
         f"smile {thresholds['smile']:.3f} (the lowest "
         f"reaching precision {metrics['val_int8']['smiles']['target_precision']} on validation), "
         f"NMS IoU {thresholds['nms_iou']}.",
