@@ -13,6 +13,8 @@ Steps (each one resumable; a second run redoes nothing that is done):
    the teachers' labels on the same faces measure how often the teachers are right;
 6. split by group, never by row (``SPLIT_POLICY``);
 7. synthesise training scenes: face crops pasted onto training backgrounds (synth.py);
+   OpenCV's faces24 crops get smile labels from the same two teachers first (cached in
+   ``<data>/kindle/faces24_smiles.npz``);
 8. write the manifests, statistics, contact sheets and the data card.
 
 Every path in a manifest is relative to ``<data>``.
