@@ -77,7 +77,9 @@ def convert(run: Path, out: Path, calibration: int = 300) -> dict:
     val_rows = manifest.load(config["val_manifest"])
     val = pipeline.records_from_manifest(val_rows, root)
     by_eye_rows = val_rows[val_rows["source"].isin(BY_EYE_SOURCES)]
-    by_eye = pipeline.records_from_manifest(by_eye_rows, root) if len(by_eye_rows) else val
+    by_eye_paths = {str(root / image) for image in by_eye_rows["image"]}
+    by_eye = [i for i, record in enumerate(val) if record.path in by_eye_paths]
+    by_eye = by_eye or list(range(len(val)))  # no by-eye part: the whole val split
 
     tflite = quantize(export_model(model, model_config), calibrate, model_config, calibration)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,7 @@ def convert(run: Path, out: Path, calibration: int = 300) -> dict:
     _write(out.with_suffix(".json"), json.dumps(sidecar, indent=1).encode())
 
     int8_found = truths_and_founds(int8_detector(out), val)
-    face_threshold = best_face_threshold(*truths_and_founds(int8_detector(out), by_eye))
+    face_threshold = best_face_threshold(*([part[i] for i in by_eye] for part in int8_found))
     chosen = threshold_for_precision(*smile_pairs(*int8_found), TARGET_PRECISION)[0]
     smile_threshold = float(chosen) if np.isfinite(chosen) else 0.5
     float_figures = _score(*float_found, face_threshold, smile_threshold)
